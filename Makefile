@@ -1,0 +1,43 @@
+# One command per check, the same for people and CI.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Override on GPU hosts, e.g. make setup TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>"
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup lint typecheck test demo serve bench clean
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check app worker tests bench alembic
+	$(BIN)/ruff format --check app worker tests bench alembic
+	$(BIN)/mypy app worker
+
+test: lint
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/ptychojobs demo
+
+serve: setup
+	$(BIN)/ptychojobs serve --with-worker
+
+bench: setup
+	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/dispatch.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

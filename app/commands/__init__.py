@@ -1,0 +1,1 @@
+"""The `ptychojobs` command's subcommands, one module per area."""

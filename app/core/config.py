@@ -1,0 +1,49 @@
+"""Service configuration: one Settings class, read from PTYCHOJOBS_* variables and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service and its workers. `.env.example` lists them all."""
+
+    model_config = SettingsConfigDict(env_prefix="PTYCHOJOBS_", env_file=".env", extra="ignore")
+
+    data_root: Path = Field(Path("data"), description="Client paths must lie inside this folder")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite at <data_root>/ptychojobs.db"
+    )
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI finds the API")
+    log_level: str = "INFO"
+
+    lease_s: float = Field(60.0, gt=0, description="How long a claim lasts without heartbeat")
+    heartbeat_s: float = Field(10.0, gt=0, description="Heartbeat period, well inside lease_s")
+    reaper_interval_s: float = Field(15.0, gt=0, description="How often expired leases are swept")
+    poll_interval_s: float = Field(0.5, gt=0, description="Idle worker's wait between claims")
+    max_attempts: int = Field(3, ge=1, description="Counted attempts before a job fails")
+    cancel_grace_s: float = Field(10.0, ge=0, description="Wait before killing a cancelled job")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="Wait on SIGTERM before releasing")
+    executor: str = Field(
+        "worker.executor:TrainingExecutor",
+        description="module:attribute of the executor factory the workers use",
+    )
+    max_jobs_per_run: int = Field(20_000, ge=1, description="Refuse designs larger than this")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_root / 'ptychojobs.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
