@@ -21,8 +21,8 @@ metadata: MetaData = SQLModel.metadata
 
 
 def utcnow() -> datetime:
-    """Naive UTC now: SQLite keeps no zone, so every stored time is UTC without one."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Aware UTC now; SQLModel stores it as UTC and returns it aware, on SQLite too."""
+    return datetime.now(UTC)
 
 
 class JobStatus(StrEnum):
