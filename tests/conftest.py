@@ -1,0 +1,29 @@
+"""Shared fixtures: every test gets its own SQLite database under tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel
+
+import app.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from app.core.db import make_engine
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A fresh SQLite database (WAL, BEGIN IMMEDIATE) with every table created."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on the fresh database; the test commits what it needs."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
