@@ -36,7 +36,7 @@ bench: setup
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/api.py
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/dispatch.py
 
 clean:

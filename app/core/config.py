@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="module:attribute of the executor factory the workers use",
     )
     max_jobs_per_run: int = Field(20_000, ge=1, description="Refuse designs larger than this")
+    idle_check_interval_s: float = Field(
+        0.05, gt=0, description="How often an idle worker looks for new work on SQLite (lock-free)"
+    )
+    manifest_interval_s: float = Field(
+        1.0, ge=0, description="Least time between a worker's manifest writes for one run"
+    )
 
     @property
     def resolved_database_url(self) -> str:
