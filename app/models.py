@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import JSON, Column, MetaData
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, Column, Index, MetaData
 from sqlmodel import Field, SQLModel
+
+from app.study.design import StudyDesign
+from app.study.jobs import Filters
 
 # Stable constraint names, so batch migrations on SQLite can find them again.
 SQLModel.metadata.naming_convention = {
@@ -74,6 +79,10 @@ class Run(SQLModel, table=True):
 
 
 class Job(SQLModel, table=True):
+    # The queue's claim reads the oldest queued job in run order; without this index every
+    # claim sorts all queued jobs.
+    __table_args__ = (Index("ix_job_claim_order", "status", "run_id", "position"),)
+
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
     position: int = Field(description="Order within the run: dose ascending, then view")
@@ -140,3 +149,177 @@ def derive_run_status(statuses: list[JobStatus]) -> RunStatus:
     if present == {JobStatus.dry_run}:
         return RunStatus.dry_run
     return RunStatus.succeeded
+
+
+# --- API request models ---------------------------------------------------------------
+
+
+class TrainingOptions(BaseModel):
+    """Per-run training options; the keys are `TrainConfig` field names (study.md §8)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = PydanticField(50, ge=1)
+    batch_size: int = PydanticField(16, ge=1)
+    lr: float = PydanticField(1e-3, gt=0, allow_inf_nan=False)
+    n_groups: int = PydanticField(512, ge=1)
+    loss: Literal["poisson", "mae"] = "poisson"
+    seed: int = 123
+
+
+class ExecutionOptions(BaseModel):
+    """Per-run execution options; the keys are `TrainConfig` field names (study.md §8)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = PydanticField(1, ge=1)
+    deterministic: bool = True
+    num_workers: int = PydanticField(0, ge=0)
+    logger: Literal["csv", "tensorboard", "none"] = "csv"
+
+
+RUN_CREATE_EXAMPLE: dict[str, Any] = {
+    "phase_c_root": "demo/phase_c",
+    "phase_d_root": "demo/phase_d",
+    "filters": {"dose": 1000.0, "view": None, "gridsize": None},
+    "strict": False,
+    "dry_run": True,
+    "training": {"epochs": 5, "batch_size": 16, "n_groups": 64},
+    "execution": {"accelerator": "auto", "logger": "csv"},
+}
+
+
+class RunCreate(BaseModel):
+    """A study run to enumerate and enqueue; paths are relative to, or inside, the data root."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RUN_CREATE_EXAMPLE]})
+
+    phase_c_root: str = PydanticField(min_length=1)
+    phase_d_root: str = PydanticField(min_length=1)
+    artifact_root: str | None = PydanticField(
+        None, min_length=1, description="Default: <data_root>/runs/<run id>"
+    )
+    filters: Filters = PydanticField(default_factory=Filters)
+    strict: bool = False
+    dry_run: bool = False
+    design: StudyDesign | None = None
+    training: TrainingOptions = PydanticField(default_factory=TrainingOptions)
+    execution: ExecutionOptions = PydanticField(default_factory=ExecutionOptions)
+
+
+# --- API response models --------------------------------------------------------------
+
+
+class JobProgress(BaseModel):
+    epoch: int | None = None
+    step: int | None = None
+    loss: float | None = None
+
+
+class AttemptPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: AttemptOutcome
+    error: str | None
+
+
+class JobPublic(BaseModel):
+    id: int
+    run_id: int
+    position: int
+    dose: float
+    view: str
+    gridsize: int
+    status: JobStatus
+    train_data_path: str
+    test_data_path: str
+    log_path: str
+    artifact_dir: str
+    attempts: int
+    failures: int
+    max_attempts: int
+    cancel_requested: bool
+    progress: JobProgress
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt_history: list[AttemptPublic]
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class SkipEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    run_id: int
+    dose: float
+    view: str
+    code: str
+    reason: str
+    train_exists: bool
+    test_exists: bool
+    details: dict[str, Any]
+
+
+class SkipEventsPublic(BaseModel):
+    data: list[SkipEventPublic]
+    count: int
+
+
+class RunPublic(BaseModel):
+    id: int
+    status: RunStatus
+    created_at: datetime
+    phase_c_root: str
+    phase_d_root: str
+    artifact_root: str
+    manifest_path: str
+    strict: bool
+    dry_run: bool
+    filters: dict[str, Any]
+    design: dict[str, Any]
+    training: dict[str, Any]
+    execution: dict[str, Any]
+    job_count: int
+    counts: dict[str, int] = PydanticField(description="Jobs per status")
+    skipped_count: int
+
+
+class RunCreated(RunPublic):
+    """The answer to POST /runs: the run with its jobs and skip events."""
+
+    jobs: list[JobPublic]
+    skipped_views: list[SkipEventPublic]
+
+
+class RunsPublic(BaseModel):
+    data: list[RunPublic]
+    count: int = PydanticField(description="Runs matching the filter, all pages")
+    offset: int
+    limit: int
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+    database: str
+    version: str
+
+
+class LogChunk(BaseModel):
+    """A piece of a job's train.log: bytes [offset, next_offset) of a file of `size` bytes."""
+
+    text: str
+    offset: int
+    next_offset: int
+    size: int

@@ -1,0 +1,68 @@
+"""Runs: submit, list, read, cancel and retry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app import crud
+from app.api.deps import SessionDep, SettingsDep
+from app.models import (
+    JobsPublic,
+    RunCreate,
+    RunCreated,
+    RunPublic,
+    RunsPublic,
+    RunStatus,
+    SkipEventsPublic,
+)
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_run(body: RunCreate, session: SessionDep, settings: SettingsDep) -> RunCreated:
+    """Enumerate a study run's jobs and skip events, and enqueue the jobs."""
+    return crud.create_run(session=session, body=body, settings=settings)
+
+
+@router.get("")
+def list_runs(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    status: RunStatus | None = None,
+) -> RunsPublic:
+    """List runs, newest first, optionally only those with the given status."""
+    return crud.list_runs(session=session, offset=offset, limit=limit, status=status)
+
+
+@router.get("/{run_id}")
+def read_run(run_id: int, session: SessionDep) -> RunPublic:
+    """Read a run with its status and job counts."""
+    return crud.read_run(session=session, run_id=run_id)
+
+
+@router.get("/{run_id}/jobs")
+def read_run_jobs(run_id: int, session: SessionDep) -> JobsPublic:
+    """List a run's jobs in study order."""
+    return crud.read_run_jobs(session=session, run_id=run_id)
+
+
+@router.get("/{run_id}/skips")
+def read_run_skips(run_id: int, session: SessionDep) -> SkipEventsPublic:
+    """List a run's skip events (views left out because their data is missing)."""
+    return crud.read_run_skips(session=session, run_id=run_id)
+
+
+@router.post("/{run_id}/cancel")
+def cancel_run(run_id: int, session: SessionDep) -> RunPublic:
+    """Cancel a run's queued jobs and ask its running jobs to stop."""
+    return crud.cancel_run(session=session, run_id=run_id)
+
+
+@router.post("/{run_id}/retry")
+def retry_run(run_id: int, session: SessionDep) -> RunPublic:
+    """Requeue a run's failed and cancelled jobs."""
+    return crud.retry_run(session=session, run_id=run_id)

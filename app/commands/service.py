@@ -1,0 +1,140 @@
+"""Service commands: `serve`, `submit`, `status` and `demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from app.client import ApiError, PtychoClient
+from app.console import progress_table, skips_table
+from app.core.config import get_settings
+from app.core.db import make_engine
+from app.core.logging import configure_logging
+from app.migrate import upgrade_head
+from app.processes import start_worker, stop_process
+
+console = Console()
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default: settings.host)"),
+    port: int | None = typer.Option(None, help="Port (default: settings.port)"),
+    with_worker: bool = typer.Option(False, help="Also run `python -m worker` until exit"),
+    workers: int = typer.Option(1, min=1, help="CPU worker processes with --with-worker"),
+    gpus: str = typer.Option("", help="GPU ids for --with-worker, e.g. 0,1"),
+) -> None:
+    """Run the API (uvicorn), and with --with-worker a worker beside it."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    worker = None
+    if with_worker:
+        # Migrate before the worker starts, so it never meets a database without tables.
+        engine = make_engine(
+            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+        upgrade_head(engine)
+        engine.dispose()
+        worker = start_worker(env=os.environ, workers=workers, gpus=gpus)
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if worker is not None:
+            stop_process(worker, grace_s=settings.shutdown_grace_s + 5)
+
+
+def submit(
+    file: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="JSON body of POST /runs"
+    ),
+    phase_c_root: str | None = typer.Option(None, help="Phase C root (inside the data root)"),
+    phase_d_root: str | None = typer.Option(None, help="Phase D root (inside the data root)"),
+    artifact_root: str | None = typer.Option(None, help="Artifact root (default: per run)"),
+    dose: float | None = typer.Option(None, help="Only this dose"),
+    view: str | None = typer.Option(None, help="Only this view: baseline, dense or sparse"),
+    gridsize: int | None = typer.Option(None, help="Only this gridsize: 1 or 2"),
+    strict: bool = typer.Option(False, help="Refuse the run when Phase D data is missing"),
+    dry_run: bool = typer.Option(False, help="Enumerate and write the manifest; train nothing"),
+    epochs: int | None = typer.Option(None, min=1),
+    n_groups: int | None = typer.Option(None, min=1),
+    batch_size: int | None = typer.Option(None, min=1),
+    accelerator: str | None = typer.Option(None, help="auto, cpu or gpu"),
+    api_url: str | None = typer.Option(None, help="API address (default: settings.api_url)"),
+) -> None:
+    """Submit a run (POST /runs) from flags or a JSON file, and show what was enqueued."""
+    if file is not None:
+        body: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    elif phase_c_root and phase_d_root:
+        body = {"phase_c_root": phase_c_root, "phase_d_root": phase_d_root}
+        body |= {"strict": strict, "dry_run": dry_run}
+        if artifact_root:
+            body["artifact_root"] = artifact_root
+        body["filters"] = {"dose": dose, "view": view, "gridsize": gridsize}
+        training = {"epochs": epochs, "n_groups": n_groups, "batch_size": batch_size}
+        body["training"] = {key: value for key, value in training.items() if value is not None}
+        if accelerator:
+            body["execution"] = {"accelerator": accelerator}
+    else:
+        raise typer.BadParameter("give --file, or both --phase-c-root and --phase-d-root")
+    with PtychoClient(api_url or get_settings().api_url) as client:
+        try:
+            run = client.submit_run(body)
+        except ApiError as exc:
+            console.print(f"[red]refused: {exc}[/red]")
+            raise typer.Exit(1) from exc
+    console.print(f"run {run['id']}: {run['status']}, {run['job_count']} jobs")
+    console.print(progress_table(run["jobs"], title=f"run {run['id']}"))
+    console.print(skips_table(run["skipped_views"]))
+
+
+def status(
+    run_id: int = typer.Argument(..., help="Run id"),
+    api_url: str | None = typer.Option(None, help="API address (default: settings.api_url)"),
+) -> None:
+    """Show a run's status, jobs and skipped views."""
+    with PtychoClient(api_url or get_settings().api_url) as client:
+        try:
+            run = client.run(run_id)
+            jobs = client.jobs(run_id)
+            skips = client.skips(run_id)
+        except ApiError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    console.print(progress_table(jobs, title=f"run {run_id}: {run['status']}"))
+    if skips:
+        console.print(skips_table(skips))
+    console.print(f"manifest: {run['manifest_path']}")
+
+
+def demo(
+    out: Path = typer.Option(Path("demo-data"), help="Folder for the study, database, artifacts"),
+    epochs: int = typer.Option(3, min=1, help="Epochs per job"),
+    n_groups: int = typer.Option(32, min=1, help="Training groups per gridsize-2 job"),
+    timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
+) -> None:
+    """Simulate a small study, run it end to end with a local API and worker, summarise."""
+    from app.demo import DemoOptions, run_demo
+
+    configure_logging("WARNING")
+    options = DemoOptions(out=out, epochs=epochs, n_groups=n_groups, timeout_s=timeout_s)
+    # Without a terminal (CI logs, pipes) rich assumes 80 columns; the summary needs more.
+    wide = console if console.is_terminal else Console(width=140)
+    raise typer.Exit(run_demo(options, wide))
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(serve)
+    cli.command()(submit)
+    cli.command()(status)
+    cli.command()(demo)

@@ -1,0 +1,311 @@
+"""Database functions behind the API: create and read runs, jobs, skip events and logs."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert
+from sqlmodel import Session, col, select
+
+from app import manifest, queue
+from app.core.config import Settings
+from app.models import (
+    HealthPublic,
+    Job,
+    JobPublic,
+    JobsPublic,
+    JobStatus,
+    LogChunk,
+    Run,
+    RunCreate,
+    RunCreated,
+    RunPublic,
+    RunsPublic,
+    RunStatus,
+    SkipEvent,
+    SkipEventPublic,
+    SkipEventsPublic,
+    utcnow,
+)
+from app.paths import resolve_inside
+from app.public import derive_status, job_public, jobs_public, run_public
+from app.study.design import StudyDesign
+from app.study.jobs import Enumeration, MissingDataError, enumerate_jobs, write_dry_run_logs
+
+logger = logging.getLogger(__name__)
+
+LOG_CHUNK_BYTES = 1 << 20
+
+
+class NotFound(LookupError):
+    """An id that names no row."""
+
+    def __init__(self, kind: str, item_id: int) -> None:
+        self.kind = kind
+        self.item_id = item_id
+        super().__init__(f"{kind} {item_id} not found")
+
+
+class RequestInvalid(ValueError):
+    """A request that passed schema validation but not the domain's checks.
+
+    `errors` has pydantic's shape, `{"loc": [...], "msg": ..., "type": ...}`, so clients
+    read every 422 the same way.
+    """
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+
+def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunCreated:
+    """Enumerate a run's jobs and skip events and store them in one transaction."""
+    data_root = settings.data_root.resolve()
+    c_root = resolve_inside(body.phase_c_root, field="phase_c_root", data_root=data_root)
+    d_root = resolve_inside(body.phase_d_root, field="phase_d_root", data_root=data_root)
+    a_root = (
+        resolve_inside(body.artifact_root, field="artifact_root", data_root=data_root)
+        if body.artifact_root
+        else None
+    )
+    design = body.design or StudyDesign()
+    _check_design_size(body, design, settings.max_jobs_per_run)
+    run = _new_run(body, design, c_root, d_root)
+    session.add(run)
+    session.flush()  # the run id names the default artifact folder
+    assert run.id is not None
+    artifact_root = a_root or data_root / "runs" / str(run.id)
+    run.artifact_root = str(artifact_root)
+    try:
+        enumeration = enumerate_jobs(
+            design=design,
+            phase_c_root=c_root,
+            phase_d_root=d_root,
+            artifact_root=artifact_root,
+            filters=body.filters,
+            strict=body.strict,
+        )
+    except MissingDataError as exc:
+        session.rollback()
+        raise RequestInvalid(_missing_errors(exc.missing, c_root)) from exc
+    jobs, skips = _store_enumeration(session, run, enumeration, settings.max_attempts)
+    session.commit()
+    logger.info("created run with %d jobs", len(jobs), extra={"run_id": run.id})
+    if body.dry_run:
+        write_dry_run_logs(enumeration.jobs)
+    _write_manifest(session, run.id)
+    session.commit()  # end the manifest's read transaction: on SQLite it holds the lock
+    public = run_public(run, Counter(job.status for job in jobs), len(skips))
+    return RunCreated(
+        **public.model_dump(),
+        jobs=[job_public(job, []) for job in jobs],
+        skipped_views=[SkipEventPublic.model_validate(skip) for skip in skips],
+    )
+
+
+def _new_run(body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path) -> Run:
+    return Run(
+        phase_c_root=str(c_root),
+        phase_d_root=str(d_root),
+        artifact_root="",  # set once the run has an id
+        strict=body.strict,
+        dry_run=body.dry_run,
+        filters=body.filters.model_dump(mode="json"),
+        design=design.model_dump(mode="json"),
+        training=body.training.model_dump(mode="json"),
+        execution=body.execution.model_dump(mode="json"),
+    )
+
+
+def _check_design_size(body: RunCreate, design: StudyDesign, max_jobs: int) -> None:
+    doses = [d for d in design.doses if body.filters.selects_dose(d)]
+    views = [v for v in design.views if body.filters.selects_view(v)]
+    if not doses or not views:
+        msg = (
+            f"the filters select nothing from the design "
+            f"(doses {design.doses}, views {list(design.views)})"
+        )
+        raise RequestInvalid([{"loc": ["body", "filters"], "msg": msg, "type": "value_error"}])
+    if len(doses) * len(views) > max_jobs:
+        msg = f"{len(doses) * len(views)} jobs exceed the limit of {max_jobs} per run"
+        loc = ["body", "design", "doses"]
+        raise RequestInvalid([{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _missing_errors(missing: list[Path], c_root: Path) -> list[dict[str, Any]]:
+    errors = []
+    for path in missing:
+        is_c = path.is_relative_to(c_root) and path.name.startswith("patched_")
+        field = "phase_c_root" if is_c else "phase_d_root"
+        errors.append(
+            {"loc": ["body", field], "msg": f"file not found: {path}", "type": "missing_file"}
+        )
+    return errors
+
+
+def _store_enumeration(
+    session: Session, run: Run, enumeration: Enumeration, max_attempts: int
+) -> tuple[list[Job], list[SkipEvent]]:
+    # A core bulk INSERT: building thousands of validated ORM objects costs far more.
+    assert run.id is not None
+    now = utcnow()
+    status = JobStatus.dry_run if run.dry_run else JobStatus.queued
+    defaults: dict[str, Any] = {"run_id": run.id, "status": status, "max_attempts": max_attempts}
+    defaults |= {"attempts": 0, "failures": 0, "cancel_requested": False}
+    defaults |= {"created_at": now, "updated_at": now}
+    rows = [
+        {**defaults, "position": i, **spec.to_record()} for i, spec in enumerate(enumeration.jobs)
+    ]
+    if rows:
+        session.execute(insert(Job), rows)
+    skips = [SkipEvent(run_id=run.id, **s.to_record()) for s in enumeration.skips]
+    session.add_all(skips)
+    session.flush()
+    query = select(Job).where(Job.run_id == run.id).order_by(col(Job.position))
+    return list(session.exec(query)), skips
+
+
+def _write_manifest(session: Session, run_id: int) -> None:
+    # The run is committed already; a failed write is logged, and the manifest can still
+    # be read from GET /manifests/{run} and is rewritten whenever a job ends.
+    try:
+        manifest.write_manifest(session=session, run_id=run_id)
+    except OSError:
+        logger.exception("could not write the manifest", extra={"run_id": run_id})
+
+
+def list_runs(
+    *, session: Session, offset: int, limit: int, status: RunStatus | None = None
+) -> RunsPublic:
+    """A page of runs, newest first, optionally only those with a given derived status."""
+    counts = _status_counts(session, None)
+    run_ids = [i for i in session.exec(select(Run.id).order_by(col(Run.id).desc())) if i]
+    if status is not None:
+        run_ids = [i for i in run_ids if derive_status(counts.get(i, Counter())) == status]
+    page_ids = run_ids[offset : offset + limit]
+    runs = {r.id: r for r in session.exec(select(Run).where(col(Run.id).in_(page_ids)))}
+    skips = _skip_counts(session, page_ids)
+    data = [run_public(runs[i], counts.get(i, Counter()), skips.get(i, 0)) for i in page_ids]
+    return RunsPublic(data=data, count=len(run_ids), offset=offset, limit=limit)
+
+
+def read_run(*, session: Session, run_id: int) -> RunPublic:
+    """One run with its derived status and job counts."""
+    run = _get_run(session, run_id)
+    counts = _status_counts(session, run_id).get(run_id, Counter())
+    return run_public(run, counts, _skip_counts(session, [run_id]).get(run_id, 0))
+
+
+def read_run_jobs(*, session: Session, run_id: int) -> JobsPublic:
+    """The run's jobs in enumeration order."""
+    _get_run(session, run_id)
+    query = select(Job).where(Job.run_id == run_id).order_by(col(Job.position))
+    jobs = list(session.exec(query))
+    return JobsPublic(data=jobs_public(session, jobs), count=len(jobs))
+
+
+def read_run_skips(*, session: Session, run_id: int) -> SkipEventsPublic:
+    """The run's skip events."""
+    _get_run(session, run_id)
+    query = select(SkipEvent).where(SkipEvent.run_id == run_id).order_by(col(SkipEvent.id))
+    skips = [SkipEventPublic.model_validate(s) for s in session.exec(query)]
+    return SkipEventsPublic(data=skips, count=len(skips))
+
+
+def read_job(*, session: Session, job_id: int) -> JobPublic:
+    """One job with its progress, result and attempt history."""
+    return jobs_public(session, [_get_job(session, job_id)])[0]
+
+
+def read_job_log(*, session: Session, job_id: int, offset: int) -> LogChunk:
+    """The job's train.log from byte `offset`, at most one chunk, ending on a whole line."""
+    job = _get_job(session, job_id)
+    path = Path(job.log_path)
+    if not path.is_file():
+        return LogChunk(text="", offset=offset, next_offset=offset, size=0)
+    with path.open("rb") as log:
+        size = log.seek(0, 2)
+        start = min(offset, size)
+        log.seek(start)
+        data = log.read(LOG_CHUNK_BYTES)
+    if start + len(data) < size and b"\n" in data:
+        data = data[: data.rindex(b"\n") + 1]  # never split a line (or a UTF-8 character)
+    text = data.decode("utf-8", errors="replace")
+    return LogChunk(text=text, offset=start, next_offset=start + len(data), size=size)
+
+
+def read_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
+    """The run's manifest (study.md §7), built from the database."""
+    _get_run(session, run_id)
+    return manifest.build_manifest(session=session, run_id=run_id)
+
+
+def cancel_run(*, session: Session, run_id: int) -> RunPublic:
+    """Cancel every queued job of a run now and ask its running jobs to stop."""
+    _get_run(session, run_id)
+    queue.cancel_run(session=session, run_id=run_id)
+    return _after_control(session, run_id)
+
+
+def retry_run(*, session: Session, run_id: int) -> RunPublic:
+    """Requeue the run's failed and cancelled jobs with a fresh attempt budget."""
+    _get_run(session, run_id)
+    queue.retry_run(session=session, run_id=run_id)
+    return _after_control(session, run_id)
+
+
+def cancel_job(*, session: Session, job_id: int) -> JobPublic:
+    """Cancel a queued job now, or ask a running job to stop."""
+    job = queue.cancel_job(session=session, job_id=job_id)
+    run_id = job.run_id
+    session.commit()
+    _write_manifest(session, run_id)
+    return read_job(session=session, job_id=job_id)
+
+
+def _after_control(session: Session, run_id: int) -> RunPublic:
+    session.commit()
+    _write_manifest(session, run_id)
+    return read_run(session=session, run_id=run_id)
+
+
+def check_health(*, session: Session, version: str) -> HealthPublic:
+    """Answer when the database answers."""
+    session.exec(select(func.count()).select_from(Run)).one()
+    return HealthPublic(database="ok", version=version)
+
+
+def _get_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound("run", run_id)
+    return run
+
+
+def _get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def _status_counts(session: Session, run_id: int | None) -> dict[int, Counter[JobStatus]]:
+    query = select(Job.run_id, Job.status, func.count()).group_by(col(Job.run_id), col(Job.status))
+    if run_id is not None:
+        query = query.where(Job.run_id == run_id)
+    counts: dict[int, Counter[JobStatus]] = {}
+    for rid, status, n in session.exec(query):
+        counts.setdefault(rid, Counter())[JobStatus(status)] = n
+    return counts
+
+
+def _skip_counts(session: Session, run_ids: list[int]) -> dict[int, int]:
+    query = (
+        select(SkipEvent.run_id, func.count())
+        .where(col(SkipEvent.run_id).in_(run_ids))
+        .group_by(col(SkipEvent.run_id))
+    )
+    return dict(session.exec(query).all())

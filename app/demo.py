@@ -1,0 +1,143 @@
+"""`ptychojobs demo`: a small study end to end on SQLite, with a local API and worker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+
+from app.client import ACTIVE_RUN_STATUSES, PtychoClient
+from app.console import progress_table, skips_table, summary_table
+from app.core.config import Settings
+from app.processes import free_port, service_env, start_api, start_worker, stop_process
+from app.study.demo import make_demo_data
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo makes and how hard it trains."""
+
+    out: Path
+    epochs: int = 3
+    n_groups: int = 32
+    batch_size: int = 16
+    # A third of the default demo geometry at the same scan density (app.study.demo), so
+    # sparse is still rejected and every job trains in well under a minute on two cores.
+    n_positions: int = 300
+    object_size: int = 240
+    timeout_s: float = 1800.0
+    poll_s: float = 1.0
+
+
+def demo_body(phase_c: Path, phase_d: Path, artifact_root: Path, options: DemoOptions) -> dict:
+    """The POST /runs body of the demo run: the whole design, small training, on the CPU."""
+    return {
+        "phase_c_root": str(phase_c),
+        "phase_d_root": str(phase_d),
+        "artifact_root": str(artifact_root),
+        "training": {
+            "epochs": options.epochs,
+            "n_groups": options.n_groups,
+            "batch_size": options.batch_size,
+        },
+        "execution": {"accelerator": "cpu", "logger": "csv"},
+    }
+
+
+def run_demo(options: DemoOptions, console: Console) -> int:
+    """Make the study, start API and worker, run it, print the summary; 0 when it succeeded."""
+    out = options.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    console.rule("ptychojobs demo")
+    started = time.monotonic()
+    phase_c, phase_d = make_demo_data(
+        out / "study", n_positions=options.n_positions, object_size=options.object_size
+    )
+    console.print(f"demo study: {phase_c}, {phase_d} ({time.monotonic() - started:.1f} s)")
+    database = out / "demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)  # a fresh database every time
+    port = free_port(HOST)
+    env = service_env(
+        data_root=out,
+        database_url=f"sqlite:///{database}",
+        api_url=f"http://{HOST}:{port}",
+        port=str(port),
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    body = demo_body(phase_c, phase_d, out / "runs" / stamp, options)
+    with ExitStack() as stack:
+        logs = out / "logs"
+        logs.mkdir(exist_ok=True)
+        api_log = stack.enter_context((logs / "api.log").open("ab"))
+        worker_log = stack.enter_context((logs / "worker.log").open("ab"))
+        console.print(f"API on http://{HOST}:{port} (log {logs / 'api.log'})")
+        client = stack.enter_context(PtychoClient(f"http://{HOST}:{port}"))
+        _start_services(stack, client, env, port, api_log, worker_log)
+        console.print(f"worker started (log {logs / 'worker.log'})")
+        return _submit_and_follow(client, body, options, console)
+
+
+def _start_services(
+    stack: ExitStack,
+    client: PtychoClient,
+    env: dict[str, str],
+    port: int,
+    api_log: IO[bytes],
+    worker_log: IO[bytes],
+) -> None:
+    grace_s = Settings().shutdown_grace_s + 5
+    api = start_api(host=HOST, port=port, env=env, output=api_log)
+    stack.callback(stop_process, api, grace_s=10)
+    client.wait_until_healthy(timeout_s=60)
+    worker = start_worker(env=env, output=worker_log)
+    stack.callback(stop_process, worker, grace_s=grace_s)
+
+
+def _submit_and_follow(
+    client: PtychoClient, body: dict[str, Any], options: DemoOptions, console: Console
+) -> int:
+    run = client.submit_run(body)
+    run_id = run["id"]
+    console.print(
+        f"run {run_id}: {run['job_count']} jobs, {run['skipped_count']} skipped view(s), "
+        f"{options.epochs} epochs, {options.n_groups} groups"
+    )
+    started = time.monotonic()
+    status = _follow(client, run_id, options, console)
+    manifest = client.manifest(run_id)
+    console.print(summary_table(manifest))
+    console.print(skips_table(manifest["skipped_views"]))
+    console.print(f"manifest: {Path(manifest['artifact_root']) / 'training_manifest.json'}")
+    console.print(f"manifest URL (while the API runs): {client.manifest_url(run_id)}")
+    console.print(f"run {run_id} {status} in {time.monotonic() - started:.0f} s")
+    return 0 if status == "succeeded" else 1
+
+
+def _follow(client: PtychoClient, run_id: int, options: DemoOptions, console: Console) -> str:
+    deadline = time.monotonic() + options.timeout_s
+    title = f"run {run_id}"
+    with Live(progress_table([], title=title), console=console, refresh_per_second=2) as live:
+        while True:
+            run = client.run(run_id)
+            live.update(progress_table(client.jobs(run_id), title=f"{title}: {run['status']}"))
+            if run["status"] not in ACTIVE_RUN_STATUSES:
+                break
+            if time.monotonic() > deadline:
+                client.cancel_run(run_id)
+                console.print(f"[red]timed out after {options.timeout_s:.0f} s; cancelled[/red]")
+                return "timed_out"
+            time.sleep(options.poll_s)
+    console.print()  # a terminal-less Live leaves its last frame without a newline
+    return str(run["status"])

@@ -1,0 +1,57 @@
+"""The FastAPI application: `create_app()` migrates the database and sweeps expired leases."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from app import manifest, queue
+from app.api.errors import install_error_handlers
+from app.api.main import api_router
+from app.core.config import Settings, get_settings
+from app.core.db import make_engine, session_scope
+from app.migrate import upgrade_head
+
+logger = logging.getLogger(__name__)
+
+
+def reap_once(engine: Engine) -> None:
+    """Requeue (or fail) jobs whose lease expired, and rewrite the affected manifests."""
+    for run_id in queue.requeue_expired(engine=engine):
+        try:
+            with session_scope(engine) as session:
+                manifest.write_manifest(session=session, run_id=run_id)
+        except OSError:
+            logger.exception("could not write the manifest", extra={"run_id": run_id})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app on `settings` (default: the environment's)."""
+    settings = settings or get_settings()
+    engine = make_engine(
+        settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        upgrade_head(engine)
+        reap_once(engine)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="ptychojobs",
+        summary="Submit ptychography training studies; follow their jobs; read manifests.",
+        version=version("ptychojobs"),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,76 @@
+"""Bad POST /runs bodies: each is a 422 naming the field and why, and nothing is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import StudyTree
+
+
+def _refused(client: TestClient, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = client.post("/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert client.get("/runs").json()["count"] == 0
+    detail: list[dict[str, Any]] = response.json()["detail"]
+    return detail
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "words"),
+    [
+        ({"phase_c_root": "../outside"}, ["body", "phase_c_root"], "outside the data root"),
+        ({"phase_d_root": "/etc"}, ["body", "phase_d_root"], "outside the data root"),
+        ({"artifact_root": "/tmp/elsewhere"}, ["body", "artifact_root"], "outside the data root"),
+        ({"filters": {"view": "medium"}}, ["body", "filters", "view"], "'baseline', 'dense'"),
+        ({"filters": {"dose": -5}}, ["body", "filters", "dose"], "greater than 0"),
+        ({"design": {"doses": [-1000]}}, ["body", "design", "doses"], "positive"),
+        ({"design": {"views": ["dense", "wide"]}}, ["body", "design", "views", 1], "'sparse'"),
+        ({"colour": "blue"}, ["body", "colour"], "Extra inputs are not permitted"),
+        ({"training": {"epoch": 3}}, ["body", "training", "epoch"], "Extra inputs"),
+        ({"training": {"loss": "mse"}}, ["body", "training", "loss"], "'poisson' or 'mae'"),
+        ({"execution": {"accelerator": "tpu"}}, ["body", "execution", "accelerator"], "'gpu'"),
+        ({"filters": {"dose": 3000}}, ["body", "filters"], "select nothing"),
+    ],
+)
+def test_bad_input_names_the_field(
+    client: TestClient, study: StudyTree, change: dict[str, Any], loc: list[Any], words: str
+) -> None:
+    detail = _refused(client, {**study.body(), **change})
+    matching = [error for error in detail if error["loc"] == loc]
+    assert matching, detail
+    assert words in matching[0]["msg"], matching[0]
+
+
+def test_missing_required_field_is_named(client: TestClient, study: StudyTree) -> None:
+    body = study.body()
+    del body["phase_d_root"]
+    detail = _refused(client, body)
+    assert detail[0]["loc"] == ["body", "phase_d_root"]
+    assert detail[0]["type"] == "missing"
+
+
+def test_symlink_out_of_the_data_root_is_refused(
+    client: TestClient, study: StudyTree, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (study.data_root / "link").symlink_to(outside, target_is_directory=True)
+    detail = _refused(client, study.body(artifact_root="link/run"))
+    assert detail == [
+        {
+            "loc": ["body", "artifact_root"],
+            "msg": f"'link/run' resolves outside the data root '{study.data_root.resolve()}'",
+            "type": "path_outside_data_root",
+        }
+    ]
+
+
+def test_too_many_jobs_are_refused(client: TestClient, study: StudyTree) -> None:
+    doses = [float(d) for d in range(1, 7000)]
+    detail = _refused(client, study.body(design={"doses": doses}))
+    assert detail[0]["loc"] == ["body", "design", "doses"]
+    assert "exceed the limit of 20000" in detail[0]["msg"]
