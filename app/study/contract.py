@@ -1,0 +1,234 @@
+"""The study's NPZ data contract (study.md §3): load one split file and refuse broken ones.
+
+Files written by PtychoPINN load too: extra keys are ignored, a malformed optional key
+(`Y` of shape (1, N, N, 1), unreadable `_metadata`) is treated as absent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
+OPTIONAL_KEYS = ("xcoords_start", "ycoords_start", "scan_index", "Y", "_metadata")
+
+
+class ContractError(ValueError):
+    """A split file that breaks the contract: names the file, the key and what was expected."""
+
+    def __init__(self, path: str | Path, key: str | None, expected: str, got: str) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.expected = expected
+        self.got = got
+        where = f"{self.path}: key '{key}'" if key is not None else str(self.path)
+        super().__init__(f"{where}: expected {expected}, got {got}")
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One validated split: per-pattern arrays, the probe, the object and provenance."""
+
+    path: Path
+    diffraction: np.ndarray  # float32 (n, N, N): sqrt(counts) / intensity_scale, fftshifted
+    xcoords: np.ndarray  # float64 (n,): patch centres in object pixels
+    ycoords: np.ndarray
+    xcoords_start: np.ndarray
+    ycoords_start: np.ndarray
+    scan_index: np.ndarray  # int64 (n,)
+    probe: np.ndarray  # complex64 (N, N)
+    obj: np.ndarray  # complex64 (H, W)
+    Y: np.ndarray | None  # complex64 (n, N, N) ground-truth patches, when present and valid
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.diffraction.shape[0])
+
+    @property
+    def N(self) -> int:  # noqa: N802 - the field's name in the study
+        return int(self.diffraction.shape[1])
+
+    @property
+    def intensity_scale(self) -> float | None:
+        value = self.metadata.get("intensity_scale")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return None
+
+
+def describe(array: np.ndarray) -> str:
+    """`float64 (64, 64)`: how an array is named in contract errors."""
+    return f"{array.dtype} {tuple(array.shape)}"
+
+
+def load_split(path: str | Path) -> SplitData:
+    """Load a split NPZ and check it against the contract; raise ContractError if broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    arrays = _read_arrays(path)
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise ContractError(path, missing[0], "a required array", "missing")
+    diffraction = _check_diffraction(path, arrays["diffraction"])
+    n, size = diffraction.shape[0], diffraction.shape[1]
+    xcoords = _check_coords(path, arrays, "xcoords", n)
+    ycoords = _check_coords(path, arrays, "ycoords", n)
+    return SplitData(
+        path=path,
+        diffraction=diffraction,
+        xcoords=xcoords,
+        ycoords=ycoords,
+        xcoords_start=_optional_coords(path, arrays, "xcoords_start", n, xcoords),
+        ycoords_start=_optional_coords(path, arrays, "ycoords_start", n, ycoords),
+        scan_index=_check_scan_index(path, arrays, n),
+        probe=_check_complex(path, arrays["probeGuess"], "probeGuess", (size, size)),
+        obj=_check_complex(path, arrays["objectGuess"], "objectGuess", None),
+        Y=_optional_patches(path, arrays, n, size),
+        metadata=_read_metadata(path, arrays.get("_metadata")),
+    )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            present = {name.removesuffix(".npy") for name in archive.namelist()}
+            # Extra keys (PtychoPINN's ground_truth_patches, …) are never read.
+            names = [key for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in present]
+            arrays = {name: _read_member(path, archive, name) for name in names}
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
+    return {name: array for name, array in arrays.items() if array is not None}
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray | None:
+    """One array; pickled ones (PtychoPINN's object `_metadata`) with a numpy-only loader."""
+    with archive.open(f"{name}.npy") as handle:
+        try:
+            return np.lib.format.read_array(handle, allow_pickle=False)
+        except ValueError as exc:
+            refused = exc
+    with archive.open(f"{name}.npy") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                _, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            if not dtype.hasobject:
+                raise refused
+            return _ArrayOnlyUnpickler(handle).load()  # type: ignore[no-any-return]
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+            if name in REQUIRED_KEYS:
+                raise ContractError(path, name, "a readable numeric array", str(exc)) from exc
+            logger.warning("%s: ignoring key '%s' that could not be decoded: %s", path, name, exc)
+            return None
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Decodes pickled object arrays of plain values; refuses anything that could run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _check_diffraction(path: Path, array: np.ndarray) -> np.ndarray:
+    expected = "real floating array of shape (n, N, N)"
+    if array.dtype.kind != "f" or array.ndim != 3 or array.shape[1] != array.shape[2]:
+        raise ContractError(path, "diffraction", expected, describe(array))
+    if array.shape[0] == 0:
+        raise ContractError(path, "diffraction", "at least one pattern", describe(array))
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_coords(path: Path, arrays: dict[str, np.ndarray], key: str, n: int) -> np.ndarray:
+    array = np.asarray(arrays[key])
+    if array.dtype.kind not in "iuf" or array.shape != (n,):
+        expected = f"real array of shape ({n},) matching diffraction.shape[0]"
+        raise ContractError(path, key, expected, describe(array))
+    if not np.all(np.isfinite(array)):
+        raise ContractError(path, key, "finite coordinates", "NaN or infinite values")
+    return array.astype(np.float64)
+
+
+def _optional_coords(
+    path: Path, arrays: dict[str, np.ndarray], key: str, n: int, fallback: np.ndarray
+) -> np.ndarray:
+    if key not in arrays:
+        return fallback.copy()
+    return _check_coords(path, arrays, key, n)
+
+
+def _check_scan_index(path: Path, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+    if "scan_index" not in arrays:
+        return np.zeros(n, dtype=np.int64)
+    array = np.asarray(arrays["scan_index"])
+    if array.dtype.kind not in "iu" or array.shape != (n,):
+        raise ContractError(path, "scan_index", f"integer array of shape ({n},)", describe(array))
+    return array.astype(np.int64)
+
+
+def _check_complex(
+    path: Path, array: np.ndarray, key: str, shape: tuple[int, int] | None
+) -> np.ndarray:
+    expected = "complex array of shape " + ("(N, N)" if shape is not None else "(H, W)")
+    if array.dtype.kind != "c" or array.ndim != 2:
+        raise ContractError(path, key, expected, describe(array))
+    if shape is not None and array.shape != shape:
+        expected += f" with N = {shape[0]} (diffraction.shape[1])"
+        raise ContractError(path, key, expected, describe(array))
+    return np.ascontiguousarray(array, dtype=np.complex64)
+
+
+def _optional_patches(
+    path: Path, arrays: dict[str, np.ndarray], n: int, size: int
+) -> np.ndarray | None:
+    patches = arrays.get("Y")
+    if patches is None:
+        return None
+    if patches.ndim == 4 and patches.shape[-1] == 1:
+        patches = patches[..., 0]
+    if patches.dtype.kind != "c" or patches.shape != (n, size, size):
+        logger.info("%s: ignoring malformed optional key 'Y' (%s)", path, describe(patches))
+        return None
+    return np.ascontiguousarray(patches, dtype=np.complex64)
+
+
+def _read_metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    value: Any = raw.item() if raw.shape == () else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    logger.info("%s: ignoring malformed optional key '_metadata'", path)
+    return {}
