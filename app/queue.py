@@ -1,10 +1,11 @@
 """The job queue: the only code that changes a job's status.
 
-Every change goes through `_switch`, a conditional UPDATE checked against the table of
-allowed transitions; a write from a worker also names the job's lease token, so a write
-that matches no row means the job was taken away (lease expired and reaped, cancelled).
-Each worker call is one short write transaction (`BEGIN IMMEDIATE` on SQLite, row locks
-with `SKIP LOCKED` on PostgreSQL); no transaction is held while a job trains.
+Every change is the conditional UPDATE of `_switch` (WHERE status = source), checked
+against the table of allowed transitions; a write from a worker also names the job's lease
+token, so a write that matches no row means the job was taken away (lease expired and
+reaped, cancelled). Each worker call is one short write transaction (`BEGIN IMMEDIATE` on
+SQLite, row locks with `SKIP LOCKED` on PostgreSQL); no transaction is held while a job
+trains.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, Engine, Table, bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
+from app.core.db import Prepared, driver_transaction
 from app.models import AttemptOutcome, Job, JobStatus, Run, metadata, utcnow
 
 JOB: Table = metadata.tables["job"]
@@ -106,7 +109,9 @@ def check_transition(source: JobStatus, target: JobStatus) -> None:
 
 # Statements are built once: building and hashing a statement per call costs more than
 # running it on SQLite. Values that vary by call site are passed as execute() parameters
-# named after their columns; `b_*` names are the WHERE clause's bound values.
+# named after their columns; `b_*` names are the WHERE clause's bound values. The worker's
+# per-job statements (claim, heartbeat, complete) are also compiled once per engine and run
+# on the driver's cursor (`_HotPath`); the rarer calls go through `Connection.execute`.
 _SWITCH = update(JOB).where(JOB.c.id == bindparam("b_id"), JOB.c.status == bindparam("b_from"))
 _SWITCH_FENCED = _SWITCH.where(JOB.c.lease_token == bindparam("b_token"))
 _END_ATTEMPT = update(ATTEMPT).where(
@@ -120,24 +125,26 @@ _OLDEST_QUEUED = (
     .with_for_update(skip_locked=True)  # PostgreSQL; SQLite already holds the write lock
     .scalar_subquery()
 )
+_CLAIMED = (
+    JOB.c.id,
+    JOB.c.run_id,
+    JOB.c.position,
+    JOB.c.attempts,
+    JOB.c.dose,
+    JOB.c.view,
+    JOB.c.gridsize,
+    JOB.c.train_data_path,
+    JOB.c.test_data_path,
+    JOB.c.log_path,
+    JOB.c.artifact_dir,
+)
 _CLAIM = (
     update(JOB)
     .where(JOB.c.id == _OLDEST_QUEUED, JOB.c.status == JobStatus.queued)
     .values(attempts=JOB.c.attempts + 1)
-    .returning(
-        JOB.c.id,
-        JOB.c.run_id,
-        JOB.c.position,
-        JOB.c.attempts,
-        JOB.c.dose,
-        JOB.c.view,
-        JOB.c.gridsize,
-        JOB.c.train_data_path,
-        JOB.c.test_data_path,
-        JOB.c.log_path,
-        JOB.c.artifact_dir,
-    )
+    .returning(*_CLAIMED)
 )
+_CLAIMED_NAMES = tuple(column.name for column in _CLAIMED)
 _INSERT_ATTEMPT = insert(ATTEMPT)
 _RUN_OPTIONS = select(RUN.c.training, RUN.c.execution, RUN.c.design).where(
     RUN.c.id == bindparam("b_run")
@@ -219,12 +226,61 @@ def _clip(text: str | None) -> str | None:
     return "…" + text[-ERROR_MAX_CHARS:]  # the end of a traceback says the most
 
 
-def _run_options(conn: Connection, engine: Engine, run_id: int) -> _RunOptions:
+# The columns each hot statement sets (its SET clause is compiled for exactly these).
+_PROGRESS_KEYS = ("progress_epoch", "progress_step", "progress_loss")
+_CLAIM_KEYS = (
+    *("status", "lease_token", "lease_owner", "lease_expires_at", "started_at", "updated_at"),
+    *_PROGRESS_KEYS,
+)
+_ATTEMPT_KEYS = ("job_id", "number", "worker", "lease_token", "started_at", "outcome")
+_BEAT_KEYS = ("lease_expires_at", "updated_at")
+_COMPLETE_KEYS = ("status", "result", "error", "finished_at", "updated_at", *_LEASE_CLEARED)
+
+
+class _HotPath:
+    """The statements a worker runs per job, compiled once for one engine's dialect.
+
+    They run through `driver_transaction`, which keeps the write lock for the SQL alone:
+    with several workers on one SQLite file, time spent inside the lock is what they wait for.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.claim = Prepared(_CLAIM, dialect, _CLAIM_KEYS)
+        self.insert_attempt = Prepared(_INSERT_ATTEMPT, dialect, _ATTEMPT_KEYS)
+        self.end_attempt = Prepared(_END_ATTEMPT, dialect, ("outcome", "ended_at", "error"))
+        self.heartbeat = {
+            False: Prepared(_HEARTBEAT, dialect, _BEAT_KEYS),
+            True: Prepared(_HEARTBEAT, dialect, (*_BEAT_KEYS, *_PROGRESS_KEYS)),
+        }
+        self.complete = {
+            False: Prepared(_SWITCH_FENCED, dialect, _COMPLETE_KEYS),
+            True: Prepared(_SWITCH_FENCED, dialect, (*_COMPLETE_KEYS, *_PROGRESS_KEYS)),
+        }
+
+
+_HOT_PATHS: weakref.WeakKeyDictionary[Engine, _HotPath] = weakref.WeakKeyDictionary()
+
+
+def _hot_path(engine: Engine) -> _HotPath:
+    hot = _HOT_PATHS.get(engine)
+    if hot is None:
+        hot = _HOT_PATHS[engine] = _HotPath(engine.dialect)
+    return hot
+
+
+def warm_up(engine: Engine) -> None:
+    """Compile the worker's statements and open a pooled connection, before the first claim."""
+    _hot_path(engine)
+    engine.raw_connection().close()
+
+
+def _run_options(engine: Engine, run_id: int) -> _RunOptions:
     """A run's training/execution/design dicts; cached, as a run's options never change."""
     cache = _RUN_OPTIONS_CACHE.setdefault(engine, {})
     options = cache.get(run_id)
     if options is None:
-        row = conn.execute(_RUN_OPTIONS, {"b_run": run_id}).one()
+        with engine.connect() as conn:
+            row = conn.execute(_RUN_OPTIONS, {"b_run": run_id}).one()
         options = (row.training or {}, row.execution or {}, row.design or {})
         if len(cache) >= _RUN_OPTIONS_CACHE_SIZE:
             cache.clear()
@@ -235,6 +291,7 @@ def _run_options(conn: Connection, engine: Engine, run_id: int) -> _RunOptions:
 def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob | None:
     """Lease the oldest queued job (run, then position) to `worker`; None when none is queued."""
     check_transition(JobStatus.queued, JobStatus.running)
+    hot = _hot_path(engine)
     now = utcnow()
     token = uuid.uuid4().hex
     lease = {
@@ -244,20 +301,24 @@ def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob
         "lease_expires_at": now + timedelta(seconds=lease_s),
         "started_at": now,
         "updated_at": now,
-        "progress_epoch": None,  # progress is the current attempt's
-        "progress_step": None,
-        "progress_loss": None,
+        # progress is the current attempt's
+        **dict.fromkeys(_PROGRESS_KEYS),
     }
-    with engine.begin() as conn:
-        job = conn.execute(_CLAIM, lease).mappings().first()
-        if job is None:
+    attempt = {
+        "worker": worker,
+        "lease_token": token,
+        "started_at": now,
+        "outcome": AttemptOutcome.running,
+    }
+    claim = hot.claim.bind(lease)
+    with driver_transaction(engine) as transaction:
+        rows = transaction.execute(claim).fetchall()
+        if not rows:
             return None
-        attempt = {"job_id": job["id"], "number": job["attempts"], "worker": worker}
-        conn.execute(
-            _INSERT_ATTEMPT,
-            {**attempt, "lease_token": token, "started_at": now, "outcome": AttemptOutcome.running},
-        )
-        training, execution, design = _run_options(conn, engine, job["run_id"])
+        job = dict(zip(_CLAIMED_NAMES, rows[0], strict=True))
+        attempt |= {"job_id": job["id"], "number": job["attempts"]}
+        transaction.execute(hot.insert_attempt.bind(attempt))
+    training, execution, design = _run_options(engine, job["run_id"])
     return ClaimedJob(
         job_id=job["id"],
         run_id=job["run_id"],
@@ -295,11 +356,12 @@ def heartbeat(
         "updated_at": now,
     }
     params |= _progress_values(progress)
-    with engine.begin() as conn:
-        cancel_requested = conn.execute(_HEARTBEAT, params).scalar_one_or_none()
-    if cancel_requested is None:
+    beat = _hot_path(engine).heartbeat[progress is not None].bind(params)
+    with driver_transaction(engine) as transaction:
+        rows = transaction.execute(beat).fetchall()
+    if not rows:
         return HeartbeatReply(lost=True)
-    return HeartbeatReply(lost=False, cancel_requested=bool(cancel_requested))
+    return HeartbeatReply(lost=False, cancel_requested=bool(rows[0][0]))
 
 
 def _progress_values(progress: Progress | None) -> dict[str, Any]:
@@ -321,14 +383,19 @@ def complete_job(
     progress: Progress | None = None,
 ) -> bool:
     """Record the attempt's result: running → succeeded. False when the lease was lost."""
-    values = {"result": result, "error": None, "finished_at": utcnow(), **_LEASE_CLEARED}
-    values |= _progress_values(progress)
-    with engine.begin() as conn:
-        done = _switch(
-            conn, job_id, JobStatus.running, JobStatus.succeeded, token=lease_token, values=values
-        )
+    check_transition(JobStatus.running, JobStatus.succeeded)
+    hot = _hot_path(engine)
+    now = utcnow()
+    fence = {"b_id": job_id, "b_from": JobStatus.running, "b_token": lease_token}
+    values = {"status": JobStatus.succeeded, "result": result, "error": None, "finished_at": now}
+    values |= {"updated_at": now, **_LEASE_CLEARED, **_progress_values(progress)}
+    complete = hot.complete[progress is not None].bind(fence | values)
+    ended = {"outcome": AttemptOutcome.succeeded, "ended_at": now, "error": None}
+    end = hot.end_attempt.bind({"b_job": job_id, "b_token": lease_token, **ended})
+    with driver_transaction(engine) as transaction:
+        done = transaction.execute(complete).rowcount == 1
         if done:
-            _end_attempt(conn, job_id, lease_token, AttemptOutcome.succeeded, None)
+            transaction.execute(end)
     return done
 
 

@@ -1,20 +1,28 @@
 """Claim + complete throughput of no-op jobs on SQLite, beside a raw sqlite3 ceiling.
 
-Each configuration gets a fresh database of N queued jobs; P processes then drain it,
-each claiming a job and completing it at once. Three ways to drain:
-  raw sqlite3   the same SQL as the queue, hand-written on the sqlite3 module (the ceiling)
+Each measurement gets a fresh database of N queued jobs; P processes then drain it, each
+claiming a job and completing it at once. Three ways to drain:
+  raw sqlite3   the queue's work hand-written on the bare sqlite3 module (the ceiling):
+                the same statements, columns and transactions as app.queue, the same
+                busy handler, and run options read once per run as app.queue caches them
   app.queue     claim_next_job + complete_job (what a worker calls)
   worker loop   `python -m worker --once` with the no-op executor (everything a worker does)
 
-    .venv/bin/python bench/queue_throughput.py [--jobs 4000] [--quick]
+Every process imports, connects and compiles before the clock starts. The table shows the
+median of the rounds; "/ceiling" is the median of each round's ratio to the raw ceiling
+measured in that same round, so load from other work on the machine affects both sides.
+
+    .venv/bin/python bench/queue_throughput.py [--jobs 4000] [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,12 +39,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+LEASE_S = 60.0
+BUSY_TIMEOUT_S = 30.0
 CLAIM_SQL = """
-UPDATE job SET status = 'running', lease_token = ?, lease_owner = ?, lease_expires_at = ?,
-       attempts = attempts + 1, started_at = ?, updated_at = ?
+UPDATE job SET status = 'running', attempts = attempts + 1, lease_token = ?, lease_owner = ?,
+       lease_expires_at = ?, progress_epoch = NULL, progress_step = NULL, progress_loss = NULL,
+       started_at = ?, updated_at = ?
 WHERE id = (SELECT id FROM job WHERE status = 'queued'
             ORDER BY run_id, position, id LIMIT 1) AND status = 'queued'
-RETURNING id, attempts, run_id
+RETURNING id, run_id, position, attempts, dose, "view", gridsize, train_data_path,
+          test_data_path, log_path, artifact_dir
 """
 ATTEMPT_SQL = """
 INSERT INTO attempt (job_id, number, worker, lease_token, started_at, outcome)
@@ -43,13 +56,17 @@ VALUES (?, ?, ?, ?, ?, 'running')
 """
 RUN_SQL = "SELECT training, execution, design FROM run WHERE id = ?"
 COMPLETE_SQL = """
-UPDATE job SET status = 'succeeded', result = ?, finished_at = ?, lease_token = NULL,
-       lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-WHERE id = ? AND lease_token = ? AND status = 'running'
+UPDATE job SET status = 'succeeded', lease_token = NULL, lease_owner = NULL,
+       lease_expires_at = NULL, result = ?, error = NULL, finished_at = ?, updated_at = ?
+WHERE id = ? AND status = 'running' AND lease_token = ?
 """
 END_ATTEMPT_SQL = """
-UPDATE attempt SET outcome = 'succeeded', ended_at = ? WHERE job_id = ? AND lease_token = ?
+UPDATE attempt SET ended_at = ?, outcome = 'succeeded', error = NULL
+WHERE job_id = ? AND lease_token = ?
 """
+RESULT = {"status": "succeeded"}
+
+Drain = Callable[[], int]
 
 
 def make_database(path: Path, n_jobs: int) -> str:
@@ -109,69 +126,87 @@ def _job_row(root: Path, position: int) -> dict[str, object]:
     }
 
 
-def drain_raw(url: str, name: str) -> int:
-    """The ceiling: the queue's statements on the bare sqlite3 module."""
-    conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    done = 0
-    while True:
-        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        expires = (datetime.now(UTC) + timedelta(seconds=60)).strftime("%Y-%m-%d %H:%M:%S.%f")
-        token = uuid.uuid4().hex
-        conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(CLAIM_SQL, (token, name, expires, now, now)).fetchone()
-        if row is None:
+def _stamp(moment: datetime) -> str:
+    """How SQLAlchemy stores a UTC datetime on SQLite."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def prepare_raw(url: str, name: str) -> Drain:
+    """The ceiling: the queue's statements and transactions on the bare sqlite3 module."""
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    options: dict[int, tuple[Any, ...]] = {}
+
+    def drain() -> int:
+        done = 0
+        while True:
+            now = datetime.now(UTC)
+            stamp, expires = _stamp(now), _stamp(now + timedelta(seconds=LEASE_S))
+            token = uuid.uuid4().hex
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(CLAIM_SQL, (token, name, expires, stamp, stamp)).fetchall()
+            if not rows:
+                conn.execute("COMMIT")
+                return done
+            job_id, run_id, _, attempts = rows[0][:4]
+            conn.execute(ATTEMPT_SQL, (job_id, attempts, name, token, stamp))
             conn.execute("COMMIT")
-            return done
-        job_id, number, run_id = row
-        conn.execute(ATTEMPT_SQL, (job_id, number, name, token, now))
-        conn.execute(RUN_SQL, (run_id,)).fetchone()
-        conn.execute("COMMIT")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(COMPLETE_SQL, ('{"status": "succeeded"}', now, now, job_id, token))
-        conn.execute(END_ATTEMPT_SQL, (now, job_id, token))
-        conn.execute("COMMIT")
-        done += 1
+            if run_id not in options:  # read once per run, outside the lock, as app.queue
+                options[run_id] = conn.execute(RUN_SQL, (run_id,)).fetchone()
+            stamp = _stamp(datetime.now(UTC))
+            result = json.dumps(RESULT)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(COMPLETE_SQL, (result, stamp, stamp, job_id, token))
+            conn.execute(END_ATTEMPT_SQL, (stamp, job_id, token))
+            conn.execute("COMMIT")
+            done += 1
+
+    return drain
 
 
-def drain_queue(url: str, name: str) -> int:
+def prepare_queue(url: str, name: str) -> Drain:
     """What a worker calls, without the worker around it."""
     from app import queue
     from app.core.db import make_engine
 
-    engine = make_engine(url)
-    done = 0
-    while job := queue.claim_next_job(engine=engine, worker=name, lease_s=60.0):
-        queue.complete_job(
-            engine=engine, job_id=job.job_id, lease_token=job.lease_token, result={"ok": True}
-        )
-        done += 1
-    engine.dispose()
-    return done
+    engine = make_engine(url, busy_timeout_ms=int(BUSY_TIMEOUT_S * 1000))
+    queue.warm_up(engine)
+
+    def drain() -> int:
+        done = 0
+        while job := queue.claim_next_job(engine=engine, worker=name, lease_s=LEASE_S):
+            queue.complete_job(
+                engine=engine, job_id=job.job_id, lease_token=job.lease_token, result=RESULT
+            )
+            done += 1
+        return done
+
+    return drain
 
 
-def _child(
-    drain: Callable[[str, str], int], url: str, name: str, start: object, out: object
-) -> None:
-    start.wait()  # type: ignore[attr-defined]
-    out.put(drain(url, name))  # type: ignore[attr-defined]
+def _child(prepare: Callable[[str, str], Drain], url: str, name: str, ready: Any, out: Any) -> None:
+    drain = prepare(url, name)
+    ready.wait()  # every process is imported, connected and compiled
+    out.put(drain())
 
 
-def run_processes(drain: Callable[[str, str], int], url: str, processes: int) -> tuple[int, float]:
+def run_processes(
+    prepare: Callable[[str, str], Drain], url: str, processes: int
+) -> tuple[int, float]:
     """Drain with `processes` processes released together; (jobs done, seconds)."""
     context = multiprocessing.get_context("spawn")
-    start, out = context.Event(), context.Queue()
+    ready, out = context.Barrier(processes + 1), context.Queue()
     children = [
-        context.Process(target=_child, args=(drain, url, f"bench:{i}", start, out))
+        context.Process(target=_child, args=(prepare, url, f"bench:{i}", ready, out))
         for i in range(processes)
     ]
     for child in children:
         child.start()
-    time.sleep(1.0 + 0.3 * processes)  # let every child import and connect
+    ready.wait(timeout=120)
     began = time.perf_counter()
-    start.set()
-    done = sum(out.get() for _ in children)
+    done = sum(out.get(timeout=300) for _ in children)
     elapsed = time.perf_counter() - began
     for child in children:
         child.join()
@@ -200,13 +235,29 @@ def run_worker_loop(url: str, root: Path, processes: int) -> tuple[int, float]:
     return int(done or 0), elapsed
 
 
+def check_drained(url: str, n_jobs: int, label: str) -> None:
+    """Every job succeeded once, with one succeeded attempt: a fast wrong queue fails here."""
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        jobs = conn.execute(
+            "SELECT count(*) FROM job WHERE status = 'succeeded' AND attempts = 1"
+        ).fetchone()[0]
+        attempts = conn.execute(
+            "SELECT count(*), count(DISTINCT job_id) FROM attempt WHERE outcome = 'succeeded'"
+        ).fetchone()
+    finally:
+        conn.close()
+    if (jobs, *attempts) != (n_jobs, n_jobs, n_jobs):
+        raise SystemExit(f"{label}: {jobs} jobs succeeded once, attempts {attempts}; want {n_jobs}")
+
+
 class NoopExecutor:
     """Finishes every job at once, in the worker process (loaded by `run_worker_loop`)."""
 
     def __init__(self, settings: object) -> None:
         from worker.execution import Outcome
 
-        self._outcome = Outcome("succeeded", result={"status": "succeeded"})
+        self._outcome = Outcome("succeeded", result=RESULT)
 
     def start(self, job: object) -> NoopExecutor:
         return self
@@ -227,40 +278,59 @@ class NoopExecutor:
         return None
 
 
+Sample = tuple[int, float]  # (jobs done, seconds)
+
+
+def measure(
+    root: Path, n_jobs: int, rounds: int, loop: bool
+) -> dict[tuple[str, int], list[Sample]]:
+    """Every configuration `rounds` times, interleaved so that load shifts hit each alike."""
+    samples: dict[tuple[str, int], list[Sample]] = {}
+    for round_ in range(rounds):
+        for processes in (1, 4):
+            for label, prepare in (("raw sqlite3", prepare_raw), ("app.queue", prepare_queue)):
+                url = make_database(root / f"{label[:3]}{processes}_{round_}.db", n_jobs)
+                sample = run_processes(prepare, url, processes)
+                check_drained(url, n_jobs, label)
+                samples.setdefault((label, processes), []).append(sample)
+            if loop and round_ == 0:
+                url = make_database(root / f"loop{processes}.db", n_jobs)
+                samples[("worker loop*", processes)] = [run_worker_loop(url, root, processes)]
+    return samples
+
+
+def print_table(samples: dict[tuple[str, int], list[Sample]], n_jobs: int, rounds: int) -> None:
+    print(f"\nclaim + complete of {n_jobs} no-op jobs on SQLite (WAL, synchronous=NORMAL)")
+    print(f"median of {rounds} round(s); every round's rates in brackets\n")
+    print(f"{'path':<14}{'procs':>6}{'jobs/s':>9}{'/ceiling':>10}   rounds (jobs/s)")
+    for processes in (1, 4):
+        raw = [done / seconds for done, seconds in samples[("raw sqlite3", processes)]]
+        for (label, procs), runs in samples.items():
+            if procs != processes:
+                continue
+            rates = [done / seconds for done, seconds in runs]
+            ratios = [rate / ceiling for rate, ceiling in zip(rates, raw, strict=False)]
+            every = ", ".join(f"{rate:.0f}" for rate in rates)
+            print(
+                f"{label:<14}{procs:>6}{statistics.median(rates):>9.0f}"
+                f"{statistics.median(ratios):>10.2f}   [{every}]"
+            )
+    if any(label == "worker loop*" for label, _ in samples):
+        print("* one round; includes process start-up (imports, fork server) and train.log lines")
+    print("aim: app.queue >= 1000 jobs/s and >= 1/3 of the raw ceiling")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=4000)
-    parser.add_argument("--quick", action="store_true", help="1,000 jobs, no worker loop rows")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1,000 jobs, 1 round, no loop rows")
     args = parser.parse_args()
     n_jobs = 1000 if args.quick else args.jobs
-    rows: list[tuple[str, int, int, float]] = []
+    rounds = 1 if args.quick else args.rounds
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for processes in (1, 4):
-            for label, drain in (("raw sqlite3", drain_raw), ("app.queue", drain_queue)):
-                url = make_database(root / f"{label[:3]}{processes}.db", n_jobs)
-                done, elapsed = run_processes(drain, url, processes)
-                rows.append((label, processes, done, elapsed))
-            if not args.quick:
-                url = make_database(root / f"loop{processes}.db", n_jobs)
-                done, elapsed = run_worker_loop(url, root, processes)
-                rows.append(("worker loop*", processes, done, elapsed))
-    print_table(rows, n_jobs)
-
-
-def print_table(rows: list[tuple[str, int, int, float]], n_jobs: int) -> None:
-    ceiling = {p: d / e for label, p, d, e in rows if label == "raw sqlite3"}
-    print(f"\nclaim + complete of {n_jobs} no-op jobs on SQLite (WAL, synchronous=NORMAL)")
-    print(f"{'path':<14}{'procs':>6}{'jobs':>7}{'seconds':>9}{'jobs/s':>9}{'/ceiling':>10}")
-    for label, processes, done, elapsed in rows:
-        rate = done / elapsed
-        print(
-            f"{label:<14}{processes:>6}{done:>7}{elapsed:>9.2f}{rate:>9.0f}"
-            f"{rate / ceiling[processes]:>10.2f}"
-        )
-    if any(label == "worker loop*" for label, *_ in rows):
-        print("* includes process start-up (imports, fork server) and train.log lines")
-    print("aim: app.queue >= 1000 jobs/s and >= 1/3 of the raw ceiling")
+        samples = measure(Path(tmp), n_jobs, rounds, loop=not args.quick)
+    print_table(samples, n_jobs, rounds)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col
 
 from app import queue
+from app.core.db import make_engine
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, metadata, utcnow
 from tests.worker.fakes import insert_run
 
@@ -288,6 +290,53 @@ def test_cancel_run_then_retry_run(engine: Engine, tmp_path: Path) -> None:
     assert history == [AttemptOutcome.failed, AttemptOutcome.running]
 
 
+def test_claim_is_one_transaction_when_the_attempt_insert_fails(
+    engine: Engine, tmp_path: Path
+) -> None:
+    insert_run(engine, tmp_path, 1)
+    refuse = "CREATE TRIGGER refuse BEFORE INSERT ON attempt BEGIN SELECT RAISE(ABORT, 'full'); END"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(refuse)
+
+    with pytest.raises(IntegrityError, match="full") as raised:
+        queue.claim_next_job(engine=engine, worker="w1", lease_s=LEASE_S)
+
+    assert "INSERT INTO attempt" in str(raised.value.statement)
+    job = read_job(engine, 1)  # the claim's UPDATE was rolled back with the insert
+    assert (job.status, job.attempts, job.lease_token) == (JobStatus.queued, 0, None)
+    assert attempts_of(engine, 1) == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse")
+    assert claim(engine).attempt == 1  # the pooled connection is usable again
+
+
+def test_locked_database_raises_sqlalchemy_error_and_recovers(tmp_path: Path) -> None:
+    """Workers catch SQLAlchemyError: a lock timeout must not come out as sqlite3's own."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    engine = make_engine(url, busy_timeout_ms=50)
+    metadata.create_all(engine)
+    insert_run(engine, tmp_path, 2)
+    job = claim(engine)
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"):
+            queue.claim_next_job(engine=engine, worker="w2", lease_s=LEASE_S)
+        with pytest.raises(OperationalError, match="database is locked"):
+            queue.complete_job(
+                engine=engine, job_id=job.job_id, lease_token=job.lease_token, result={}
+            )
+        holder.execute("ROLLBACK")
+
+        assert queue.complete_job(
+            engine=engine, job_id=job.job_id, lease_token=job.lease_token, result={"ok": 1}
+        )
+        assert claim(engine, worker="w2").position == 1
+    finally:
+        holder.close()
+        engine.dispose()
+
+
 def test_transition_table_guards_terminal_states() -> None:
     queue.check_transition(JobStatus.running, JobStatus.succeeded)
     for source in (JobStatus.succeeded, JobStatus.dry_run):
@@ -358,3 +407,22 @@ def test_postgres_claim_skips_a_locked_row(pg_engine: Engine, tmp_path: Path) ->
         assert job.job_id == 2
         holder.rollback()
     assert claim(pg_engine).job_id == 1
+
+
+def test_postgres_heartbeat_fences_and_reports_cancel(pg_engine: Engine, tmp_path: Path) -> None:
+    insert_run(pg_engine, tmp_path, 1)
+    job = claim(pg_engine)
+    lease = {"engine": pg_engine, "job_id": job.job_id, "lease_token": job.lease_token}
+
+    beat = queue.heartbeat(**lease, lease_s=LEASE_S, progress=queue.Progress(1, 7, 0.5))
+    assert beat == queue.HeartbeatReply(lost=False, cancel_requested=False)
+    with Session(pg_engine) as session:
+        queue.cancel_job(session=session, job_id=job.job_id)
+        session.commit()
+    assert queue.heartbeat(**lease, lease_s=LEASE_S).cancel_requested
+    assert queue.heartbeat(**{**lease, "lease_token": "stale"}, lease_s=LEASE_S).lost
+
+    stored = read_job(pg_engine, job.job_id)
+    assert (stored.progress_epoch, stored.progress_step, stored.progress_loss) == (1, 7, 0.5)
+    assert stored.lease_expires_at is not None and stored.lease_expires_at > utcnow()
+    assert queue.confirm_cancelled(**lease)
