@@ -1,0 +1,75 @@
+"""The data module: contract loading, N, samples, ground truth and the intensity scale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from app.study.contract import load_split
+from worker.training.data import PtychoDataModule, ground_truth_patches, intensity_scale
+from worker.training.evaluate import reference_loss
+from worker.training.runner import build_model
+
+
+def _without(source: Path, target: Path, *keys: str) -> Path:
+    with np.load(source) as npz:
+        arrays = {key: npz[key] for key in npz.files if key not in keys}
+    np.savez(target, **arrays)
+    return target
+
+
+def test_ground_truth_is_cut_from_the_object_when_y_is_absent(
+    tiny_split: tuple[Path, Path], tmp_path: Path
+) -> None:
+    with_y = load_split(tiny_split[1])
+    without_y = load_split(_without(tiny_split[1], tmp_path / "no_y.npz", "Y"))
+    assert with_y.Y is not None and without_y.Y is None
+    np.testing.assert_allclose(ground_truth_patches(without_y), with_y.Y, atol=1e-6)
+
+
+def test_intensity_scale_falls_back_to_the_dose_estimate(
+    tiny_split: tuple[Path, Path], tmp_path: Path
+) -> None:
+    split = load_split(tiny_split[0])
+    stored = split.intensity_scale
+    assert stored is not None and intensity_scale(split, 1e5) == stored
+    bare = load_split(_without(tiny_split[0], tmp_path / "no_meta.npz", "_metadata"))
+    assert bare.intensity_scale is None
+    # Train-split counts average the dose only approximately (the dose is a mean over both).
+    assert intensity_scale(bare, 1e5) == pytest.approx(stored, rel=0.05)
+    assert json.loads(json.dumps(split.metadata))["dose"] == 1e5
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_samples_have_the_shapes_the_network_expects(make_config: Any, gridsize: int) -> None:
+    config = make_config(gridsize=gridsize, n_groups=40)
+    data = PtychoDataModule(config)
+    data.setup()
+    test_split = data.test_split
+    assert data.n == 64
+    channels = gridsize**2
+    expected_train = 40 if gridsize == 2 else min(40, data.train_split.n)
+    assert data.train_samples.diffraction.shape == (expected_train, channels, 64, 64)
+    assert data.test_samples.diffraction.shape == (test_split.n, channels, 64, 64)
+    diffraction, offsets = next(iter(data.train_dataloader()))
+    assert diffraction.dtype == torch.float32 and offsets.shape[1:] == (channels, 2)
+
+
+def test_ground_truth_scores_better_than_the_untrained_network(make_config: Any) -> None:
+    config = make_config(gridsize=2)
+    data = PtychoDataModule(config)
+    data.setup()
+    torch.manual_seed(0)
+    model = build_model(config, data)
+    diffraction = torch.from_numpy(data.test_samples.diffraction)
+    offsets = torch.from_numpy(data.test_samples.offsets)
+    with torch.no_grad():
+        untrained = float(
+            model.loss(model.predicted_amplitude(model(diffraction), offsets), diffraction)
+        )
+    assert reference_loss(model, data) < untrained

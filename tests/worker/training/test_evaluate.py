@@ -1,0 +1,88 @@
+"""Stitching geometry and the quality metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.study.objects import make_object
+from app.study.simulate import extract_patches
+from worker.training.evaluate import scanned_box, stitch
+from worker.training.metrics import METRIC_KEYS, compare, frc50
+
+N = 32
+
+
+@pytest.fixture(scope="module")
+def obj() -> np.ndarray:
+    return make_object(120, np.random.default_rng(3)).astype(np.complex128)
+
+
+def _scan(whole: bool) -> np.ndarray:
+    grid = np.stack(np.meshgrid(np.arange(20, 101, 8.0), np.arange(20, 101, 8.0)), -1)
+    xy = grid.reshape(-1, 2)
+    return xy if whole else xy + np.random.default_rng(1).uniform(-2, 2, xy.shape)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_stitching_true_patches_rebuilds_the_object(obj: np.ndarray, whole: bool) -> None:
+    xy = _scan(whole)
+    patches = extract_patches(obj, xy[:, 0], xy[:, 1], N)
+    image, total = stitch(patches, xy, obj.shape, np.ones((N, N)))
+    rows, cols = scanned_box(xy, obj.shape)
+    error = np.abs(image[rows, cols] - obj[rows, cols])
+    assert total[rows, cols].min() > 0
+    if whole:
+        assert error.max() < 1e-12
+    else:
+        # Sub-pixel patches are bilinear samples; shifting them back costs a little sharpness.
+        assert np.median(error) < 0.02 * np.abs(obj).mean()
+
+
+def test_stitching_aligns_per_patch_phase_offsets(obj: np.ndarray) -> None:
+    xy = _scan(whole=True)
+    patches = extract_patches(obj, xy[:, 0], xy[:, 1], N)
+    offsets = np.random.default_rng(2).normal(0.0, 0.5, len(patches))
+    rotated = patches * np.exp(1j * offsets)[:, None, None]
+    rows, cols = scanned_box(xy, obj.shape)
+    weight = np.ones((N, N))
+    naive, _ = stitch(rotated, xy, obj.shape, weight)
+    aligned, _ = stitch(rotated, xy, obj.shape, weight, align_iterations=5)
+    truth = obj[rows, cols]
+
+    def error(image: np.ndarray) -> float:
+        crop = image[rows, cols]
+        global_phase = np.angle(np.vdot(crop, truth))
+        return float(np.abs(crop * np.exp(1j * global_phase) - truth).mean())
+
+    assert error(naive) > 5 * error(aligned)
+
+
+def test_metrics_of_a_perfect_reconstruction_ignore_a_global_phase(obj: np.ndarray) -> None:
+    mask = np.ones(obj.shape, dtype=bool)
+    perfect = compare(obj * np.exp(1j * 2.5), obj, mask)
+    assert set(perfect) == set(METRIC_KEYS)
+    assert perfect["amplitude_mae"] == pytest.approx(0.0, abs=1e-12)
+    assert perfect["phase_mae"] == pytest.approx(0.0, abs=1e-9)
+    assert perfect["phase_correlation"] == pytest.approx(1.0)
+    assert perfect["amplitude_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["phase_frc50"] == pytest.approx(0.5)
+
+
+def test_flat_phase_has_no_correlation_and_noise_lowers_every_score(obj: np.ndarray) -> None:
+    mask = np.ones(obj.shape, dtype=bool)
+    flat = compare(np.abs(obj).astype(np.complex128), obj, mask)
+    assert flat["phase_correlation"] == 0.0
+    rng = np.random.default_rng(0)
+    noisy = obj * np.exp(1j * rng.normal(0, 0.3, obj.shape)) * rng.uniform(0.8, 1.2, obj.shape)
+    scores = compare(noisy, obj, mask)
+    assert 0 < scores["phase_correlation"] < 1 and scores["amplitude_mae"] > 0.01
+    assert scores["amplitude_ssim"] < 0.9 and scores["phase_psnr"] < 40
+
+
+def test_frc50_falls_when_fine_detail_is_lost(obj: np.ndarray) -> None:
+    from scipy.ndimage import gaussian_filter
+
+    phase = np.angle(obj)
+    assert frc50(phase, phase) == pytest.approx(0.5)
+    assert frc50(gaussian_filter(phase, 3.0), phase) < frc50(gaussian_filter(phase, 1.0), phase)

@@ -1,0 +1,54 @@
+"""The model bundle: weights + hyperparameters + job config + format version, in one file."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worker.training.module import LitPtychoPINN
+
+BUNDLE_FORMAT = "ptychojobs-bundle"
+BUNDLE_VERSION = 1
+BUNDLE_NAME = "model_bundle.pt"
+
+
+def write_bundle(model: LitPtychoPINN, config: dict[str, Any], path: Path) -> tuple[str, int]:
+    """Save the bundle; return its SHA-256 hex digest and size in bytes."""
+    payload = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "hparams": dict(model.hparams),
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    return sha256_of(path), path.stat().st_size
+
+
+def load_bundle(path: Path) -> tuple[LitPtychoPINN, dict[str, Any]]:
+    """Rebuild the model from a bundle; returns (model in eval mode, job config)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{path}: not a {BUNDLE_FORMAT} file")
+    if payload.get("format_version") != BUNDLE_VERSION:
+        raise ValueError(
+            f"{path}: bundle format version {payload.get('format_version')!r}, "
+            f"expected {BUNDLE_VERSION}"
+        )
+    model = LitPtychoPINN(**payload["hparams"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload["config"]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,107 @@
+"""Side effects of training: progress to a reporter, epoch lines to train.log."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from worker.training.config import ProgressReporter
+
+logger = logging.getLogger(__name__)
+
+
+class TrainLog:
+    """Appends timestamped lines to a job's train.log (and mirrors them to the logger)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {message}\n")
+        logger.info(message)
+
+
+class ReporterCallback(Callback):
+    """Forwards (epoch, step, loss) to a reporter and stops training when it asks.
+
+    `should_stop` is polled after every step; progress is sent at most every `interval_s`
+    (and after each epoch) because reading the loss forces a device sync.
+    """
+
+    def __init__(self, reporter: ProgressReporter, interval_s: float = 0.5) -> None:
+        self.reporter = reporter
+        self.interval_s = interval_s
+        self.stop_requested = False
+        self._last_report = -math.inf
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self.reporter.should_stop():
+            self.stop_requested = True
+            trainer.should_stop = True
+        now = time.monotonic()
+        if now - self._last_report >= self.interval_s or self.stop_requested:
+            self._last_report = now
+            self._report(trainer, _loss_of(outputs))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("train_loss")
+        if loss is not None:
+            self._report(trainer, float(loss))
+
+    def _report(self, trainer: L.Trainer, loss: float) -> None:
+        self.reporter.on_progress(epoch=trainer.current_epoch, step=trainer.global_step, loss=loss)
+
+
+class EpochHistory(Callback):
+    """Keeps each epoch's losses and writes them to train.log."""
+
+    def __init__(self, log: TrainLog, epochs: int) -> None:
+        self.train_log = log
+        self.epochs = epochs
+        self.history: list[dict[str, float | int | bool]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("loss")}
+        # A stop request ends the epoch early; it is recorded, but not counted as completed.
+        complete = bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        row: dict[str, float | int | bool] = {
+            "epoch": trainer.current_epoch + 1,
+            "complete": complete,
+            **metrics,
+        }
+        self.history.append(row)
+        shown = " ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items()))
+        partial = "" if complete else " (stopped early)"
+        self.train_log.write(f"epoch {trainer.current_epoch + 1}/{self.epochs} {shown}{partial}")
+
+    @property
+    def epochs_completed(self) -> int:
+        return sum(1 for row in self.history if row["complete"])
+
+
+def _loss_of(outputs: Any) -> float:
+    if isinstance(outputs, dict):
+        outputs = outputs.get("loss")
+    if isinstance(outputs, torch.Tensor):
+        outputs = outputs.detach()
+    return float(outputs) if outputs is not None else math.nan

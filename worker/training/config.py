@@ -1,0 +1,95 @@
+"""The options of one training job, and the progress seam the worker hooks into."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+LOSSES = ("poisson", "mae")
+LOGGERS = ("csv", "tensorboard", "none")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
+class ProgressReporter(Protocol):
+    """Receives training progress and may ask training to stop at the next step."""
+
+    def on_progress(self, *, epoch: int, step: int, loss: float) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training job needs; field names match the run's stored options."""
+
+    train_path: Path
+    test_path: Path
+    out_dir: Path
+    gridsize: int
+    nphotons: float
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 1e-3
+    n_groups: int = 512
+    neighbor_count: int = 7
+    loss: str = "poisson"
+    accelerator: str = "auto"
+    devices: int = 1
+    deterministic: bool = True
+    num_workers: int = 0
+    logger: str = "csv"
+    seed: int = 123
+    log_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("train_path", "test_path", "out_dir", "log_path"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        self._check_choices()
+        self._check_ranges()
+
+    def _check_choices(self) -> None:
+        checks = {
+            "gridsize": (self.gridsize, (1, 2)),
+            "loss": (self.loss, LOSSES),
+            "logger": (self.logger, LOGGERS),
+            "accelerator": (self.accelerator, ACCELERATORS),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"TrainConfig.{name}: expected one of {allowed}, got {value!r}")
+
+    def _check_ranges(self) -> None:
+        positive = {
+            "nphotons": self.nphotons,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "n_groups": self.n_groups,
+            "devices": self.devices,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"TrainConfig.{name}: expected a positive value, got {value!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers: expected >= 0, got {self.num_workers}")
+        if self.gridsize == 2 and self.neighbor_count < 4:
+            raise ValueError(
+                f"TrainConfig.neighbor_count: expected >= 4 for gridsize 2, "
+                f"got {self.neighbor_count}"
+            )
+
+    @property
+    def resolved_log_path(self) -> Path:
+        return self.log_path if self.log_path is not None else self.out_dir / "train.log"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy: paths as strings."""
+        values = asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))

@@ -1,0 +1,196 @@
+"""Predict the test split, stitch the patches into an object image, score it, draw it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from worker.training.data import EVAL_BATCH_SIZE, PtychoDataModule, Samples, ground_truth_patches
+from worker.training.metrics import align_phase, compare
+from worker.training.module import LitPtychoPINN
+from worker.training.physics import shift_patches
+
+# Pixels whose summed stitching weight is below this share of the probe's peak weight were
+# barely illuminated: they are left out of the pixel metrics.
+COVERAGE_FRACTION = 0.1
+# Rounds of per-patch phase-offset alignment when stitching (see `stitch`).
+ALIGN_ITERATIONS = 5
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """A stitched reconstruction and the ground truth, cropped to the scanned region."""
+
+    rec: np.ndarray  # complex (h, w)
+    gt: np.ndarray  # complex (h, w)
+    mask: np.ndarray  # bool (h, w): pixels the scan illuminated
+
+
+@torch.no_grad()
+def predict_patches(
+    model: LitPtychoPINN, diffraction: np.ndarray, *, batch_size: int = 64
+) -> np.ndarray:
+    """Run the network over (S, C, N, N) amplitudes → complex64 (S, C, N, N) patches."""
+    was_training = model.training
+    model.eval()
+    device = model.probe.device
+    outputs = []
+    for start in range(0, len(diffraction), batch_size):
+        batch = torch.from_numpy(diffraction[start : start + batch_size]).to(device)
+        outputs.append(model(batch).cpu())
+    model.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+@torch.no_grad()
+def reference_loss(model: LitPtychoPINN, data: PtychoDataModule) -> float:
+    """Validation loss of the ground-truth patches: what a perfect reconstruction would score."""
+    samples = data.test_samples
+    truth = ground_truth_patches(data.test_split)
+    device = model.probe.device
+    weighted = 0.0
+    for start in range(0, samples.size, EVAL_BATCH_SIZE):
+        block = slice(start, start + EVAL_BATCH_SIZE)
+        patches = torch.from_numpy(truth[samples.indices[block]]).to(device)
+        offsets = torch.from_numpy(samples.offsets[block]).to(device)
+        diffraction = torch.from_numpy(samples.diffraction[block]).to(device)
+        loss = model.loss(model.predicted_amplitude(patches, offsets), diffraction)
+        weighted += float(loss) * len(patches)
+    return weighted / samples.size
+
+
+def stitch(
+    patches: np.ndarray,
+    positions: np.ndarray,
+    shape: tuple[int, int],
+    weight: np.ndarray,
+    *,
+    align_iterations: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted average of (P, N, N) patches centred at (P, 2) positions (x, y) on an image.
+
+    Same geometry as the simulator: patch pixel (i, j) lies at (y - N/2 + i, x - N/2 + j);
+    sub-pixel parts use the physics' linear shift. A constant phase factor on one pattern's
+    patch leaves its diffraction unchanged, so a network may return each patch with its own
+    phase offset; `align_iterations` rounds first rotate every patch to agree with its
+    neighbours on the mosaic (no ground truth involved). Returns (image, summed weight).
+    """
+    n = patches.shape[-1]
+    corner = positions[:, ::-1] - n / 2  # (row, col) of each patch's pixel (0, 0)
+    whole = np.floor(corner).astype(int)
+    frac = torch.from_numpy((corner - whole)[:, ::-1].copy())  # back to (x, y) shifts
+    padded = np.zeros((len(patches), 2, n + 1, n + 1), dtype=np.complex128)
+    padded[:, 0, :n, :n] = patches * weight
+    padded[:, 1, :n, :n] = weight
+    moved = shift_patches(torch.from_numpy(padded), frac).numpy()
+    values, weights = moved[:, 0], moved[:, 1].real
+    windows = [_window(row, col, n + 1, shape) for row, col in whole]
+    if align_iterations:
+        values = _align_offsets(values, windows, shape, align_iterations)
+    total = _accumulate(weights, windows, shape).real
+    image = _accumulate(values, windows, shape) / np.where(total > 0, total, 1.0)
+    return image, total
+
+
+Window = tuple[tuple[slice, slice], tuple[slice, slice]]
+
+
+def _window(row: int, col: int, size: int, shape: tuple[int, int]) -> Window:
+    """(image slices, patch slices) of a size×size patch with its corner at (row, col)."""
+    r0, c0 = max(row, 0), max(col, 0)
+    r1, c1 = min(row + size, shape[0]), min(col + size, shape[1])
+    return (slice(r0, r1), slice(c0, c1)), (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+
+
+def _align_offsets(
+    values: np.ndarray, windows: list[Window], shape: tuple[int, int], sweeps: int
+) -> np.ndarray:
+    """Rotate each weighted patch to the phase of the mosaic of all the others, in sweeps.
+
+    Patches are visited one after another (Gauss-Seidel), each seeing its neighbours'
+    latest rotation, which converges faster than updating them all at once.
+    """
+    values = values.copy()
+    mosaic = _accumulate(values, windows, shape)
+    for _ in range(sweeps):
+        for value, (target, local) in zip(values, windows, strict=True):
+            mine = value[local]
+            others = mosaic[target] - mine
+            turn = np.exp(1j * np.angle(np.vdot(mine, others)))
+            value *= turn
+            mosaic[target] = others + value[local]
+    return values
+
+
+def _accumulate(values: np.ndarray, windows: list[Window], shape: tuple[int, int]) -> np.ndarray:
+    image = np.zeros(shape, dtype=values.dtype)
+    for value, (target, local) in zip(values, windows, strict=True):
+        image[target] += value[local]
+    return image
+
+
+def scanned_box(positions: np.ndarray, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """Rows and columns spanned by the scan positions (patch centres), inside the image."""
+    x, y = positions[:, 0], positions[:, 1]
+    rows = slice(max(math.floor(y.min()), 0), min(math.ceil(y.max()) + 1, shape[0]))
+    cols = slice(max(math.floor(x.min()), 0), min(math.ceil(x.max()) + 1, shape[1]))
+    return rows, cols
+
+
+def reconstruct(model: LitPtychoPINN, data: PtychoDataModule) -> Reconstruction:
+    """Predict every test group and stitch all member patches, weighted by |probe|²."""
+    samples: Samples = data.test_samples
+    patches = predict_patches(model, samples.diffraction)
+    n = patches.shape[-1]
+    positions = samples.positions.reshape(-1, 2)
+    weight = np.abs(data.test_split.probe.astype(np.complex128)) ** 2
+    obj = data.test_split.obj
+    image, total = stitch(
+        patches.reshape(-1, n, n), positions, obj.shape, weight, align_iterations=ALIGN_ITERATIONS
+    )
+    rows, cols = scanned_box(positions, obj.shape)
+    mask = total[rows, cols] >= COVERAGE_FRACTION * weight.max()
+    return Reconstruction(
+        rec=image[rows, cols], gt=obj[rows, cols].astype(np.complex128), mask=mask
+    )
+
+
+def evaluate(
+    model: LitPtychoPINN, data: PtychoDataModule
+) -> tuple[dict[str, float], Reconstruction]:
+    """Quality metrics of the model's test-split reconstruction, and the reconstruction."""
+    result = reconstruct(model, data)
+    if not result.mask.any():
+        raise ValueError(f"{data.test_split.path}: the scan illuminates no pixel of the object")
+    return compare(result.rec, result.gt, result.mask), result
+
+
+def save_comparison_png(result: Reconstruction, path: Path, title: str = "") -> None:
+    """Ground truth and reconstruction, amplitude and phase, side by side."""
+    gt_phase = np.angle(result.gt)
+    rec_phase = align_phase(np.angle(result.rec), gt_phase, result.mask)
+    amplitude = np.abs(result.gt)
+    # Each pair shares the ground truth's colour range, so the two panels compare directly.
+    panels = [
+        ("ground truth amplitude", amplitude, "gray", amplitude),
+        ("reconstructed amplitude", np.abs(result.rec), "gray", amplitude),
+        ("ground truth phase", gt_phase, "twilight", gt_phase),
+        ("reconstructed phase", rec_phase, "twilight", gt_phase),
+    ]
+    figure = Figure(figsize=(12, 3.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    for axes, (name, image, cmap, scale) in zip(figure.subplots(1, 4), panels, strict=True):
+        shown = axes.imshow(image, cmap=cmap, vmin=scale.min(), vmax=scale.max())
+        axes.set_title(name, fontsize=9)
+        axes.set_axis_off()
+        figure.colorbar(shown, ax=axes, shrink=0.7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)

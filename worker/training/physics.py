@@ -1,0 +1,114 @@
+"""The differentiable forward model of study.md §8, in torch.
+
+Conventions are those of `app.study.simulate`: a scan position (x, y) is the centre of its N×N
+patch, and patch pixel (i, j) samples the object at (y - N/2 + i, x - N/2 + j). A diffraction
+amplitude is |fftshift(fft2(probe · patch, norm="ortho"))|, times the dataset's intensity scale
+when expressed in sqrt(counts).
+
+Offsets are given as (x, y) pairs, in pixels, like `xcoords`/`ycoords`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _shift_last_dim(values: Tensor, shift: Tensor) -> Tensor:
+    """Move content along the last axis by `shift` pixels per sample (linear, zeros outside).
+
+    values: (M, ..., L); shift: (M,). out[..., i] = values(i - shift), exact for whole pixels.
+    """
+    length = values.shape[-1]
+    whole = torch.floor(shift)
+    frac = (shift - whole).to(values.real.dtype)
+    base = torch.arange(length, device=values.device)[None, :] - whole.long()[:, None]
+    view = (values.shape[0],) + (1,) * (values.dim() - 2) + (length,)
+    out = torch.zeros_like(values)
+    for index, weight in ((base, 1.0 - frac), (base - 1, frac)):
+        valid = ((index >= 0) & (index < length)).to(frac.dtype)
+        gathered = values.gather(-1, index.clamp(0, length - 1).view(view).expand_as(values))
+        out = out + gathered * (valid * weight[:, None]).view(view)
+    return out
+
+
+def shift_patches(patches: Tensor, shift_xy: Tensor) -> Tensor:
+    """Translate each (…, N, N) patch by (dx, dy) pixels: out[i, j] = patch(i - dy, j - dx).
+
+    patches: (M, N, N) real or complex; shift_xy: (M, 2). Separable linear interpolation, with
+    zeros where the shifted patch does not reach; whole-pixel shifts are exact.
+    """
+    moved = _shift_last_dim(patches, shift_xy[:, 0])
+    moved = _shift_last_dim(moved.transpose(-1, -2), shift_xy[:, 1])
+    return moved.transpose(-1, -2)
+
+
+def overlap_constraint(patches: Tensor, offsets: Tensor) -> Tensor:
+    """Average each group's patches where they overlap and return them, cut back out.
+
+    patches: (B, C, N, N) complex; offsets: (B, C, 2) positions (x, y) of the members relative
+    to the group centre. The shared canvas is evaluated on every member's own pixel grid: a
+    member keeps its own samples and only its neighbours are interpolated onto its grid, so a
+    member that overlaps nothing comes back unchanged even at sub-pixel offsets, and for
+    whole-pixel offsets this is exactly "paste on one canvas, average overlaps, cut out".
+    """
+    batch, count, n, _ = patches.shape
+    if count == 1:
+        return patches
+    k_idx, l_idx = (
+        torch.cartesian_prod(torch.arange(count), torch.arange(count)).to(patches.device).T
+    )
+    others = k_idx != l_idx
+    k_idx, l_idx = k_idx[others], l_idx[others]
+    # Member l, seen from member k's grid, sits at offset_l - offset_k.
+    shift = (offsets[:, l_idx] - offsets[:, k_idx]).reshape(-1, 2)
+    neighbours = patches[:, l_idx].reshape(-1, n, n)
+    both = torch.stack([neighbours, torch.ones_like(neighbours)], dim=1)
+    moved = shift_patches(both, shift).reshape(batch, count, count - 1, 2, n, n)
+    total = patches + moved[:, :, :, 0].sum(dim=2)
+    coverage = 1.0 + moved[:, :, :, 1].sum(dim=2).real
+    return total / coverage
+
+
+def diffraction_amplitude(patches: Tensor, probe: Tensor, scale: float = 1.0) -> Tensor:
+    """|fftshift(fft2(probe · patch, ortho))| · scale for (…, N, N) complex patches."""
+    field = torch.fft.fft2(patches * probe, norm="ortho")
+    return torch.fft.fftshift(field, dim=(-2, -1)).abs() * scale
+
+
+def backprojection(diffraction: Tensor, probe: Tensor, floor: float = 0.1) -> Tensor:
+    """A real-space estimate of each object patch from its amplitudes alone (no learning).
+
+    One error-reduction step from a flat object: give the measured amplitudes the phase of
+    the probe's own far field, propagate back, and divide by the probe where it is bright
+    (a Wiener-style division, conj(P) / (|P|² + floor · max|P|²)), so that a weakly varying
+    object comes back close to itself there and fades to zero where the probe is dark.
+    diffraction: (…, N, N) real, fftshifted, as stored; returns complex (…, N, N).
+    """
+    spectrum = torch.fft.fftshift(torch.fft.fft2(probe, norm="ortho"), dim=(-2, -1))
+    magnitude = spectrum.abs()
+    phase = torch.where(magnitude > 0, spectrum / magnitude.clamp_min(1e-30), 1.0)
+    exit_wave = torch.fft.ifft2(
+        torch.fft.ifftshift(diffraction * phase, dim=(-2, -1)), norm="ortho"
+    )
+    power = probe.abs().square()
+    return exit_wave * probe.conj() / (power + floor * power.max())
+
+
+def forward_amplitude(patches: Tensor, probe: Tensor, offsets: Tensor, scale: float) -> Tensor:
+    """Predicted sqrt(counts) per pattern: overlap constraint, probe, FFT, amplitude, scale."""
+    return diffraction_amplitude(overlap_constraint(patches, offsets), probe, scale)
+
+
+def poisson_nll(predicted_amplitude: Tensor, measured_amplitude: Tensor) -> Tensor:
+    """Mean Poisson negative log-likelihood of counts = measured² given intensity = predicted²."""
+    counts = measured_amplitude.square()
+    return F.poisson_nll_loss(
+        predicted_amplitude.square(), counts, log_input=False, full=False, eps=1e-6
+    )
+
+
+def amplitude_mae(predicted_amplitude: Tensor, measured_amplitude: Tensor) -> Tensor:
+    """Mean absolute error between predicted and measured sqrt(counts)."""
+    return (predicted_amplitude - measured_amplitude).abs().mean()

@@ -1,0 +1,259 @@
+"""train(config) -> result: one training job, from split files to result.json."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+
+from app.study.contract import ContractError
+from worker.training.bundle import BUNDLE_NAME, write_bundle
+from worker.training.callbacks import EpochHistory, ReporterCallback, TrainLog
+from worker.training.config import ProgressReporter, TrainConfig
+from worker.training.data import PtychoDataModule
+from worker.training.evaluate import evaluate, reference_loss, save_comparison_png
+from worker.training.module import LitPtychoPINN
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+PNG_NAME = "reconstruction.png"
+RESULT_NAME = "result.json"
+# Lightning's informational chatter (device summary, "max_epochs reached") stays out of job logs.
+_QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+def train(config: TrainConfig, *, reporter: ProgressReporter | None = None) -> dict[str, Any]:
+    """Train one job, evaluate it on the test split, write its artifacts; return result.json."""
+    started = time.monotonic()
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    log = TrainLog(config.resolved_log_path)
+    log.write(
+        f"start gridsize={config.gridsize} nphotons={config.nphotons:g} "
+        f"train={config.train_path} test={config.test_path}"
+    )
+    try:
+        data = _load(config, log)
+        with _torch_flags_restored(), quiet_lightning():
+            result = _fit_and_evaluate(config, data, log, reporter)
+    except (ContractError, FileNotFoundError):
+        raise  # already in train.log, with the file and key
+    except Exception as exc:
+        log.write(f"ERROR {type(exc).__name__}: {exc}")
+        raise
+    result["duration_s"] = round(time.monotonic() - started, 3)
+    _write_json_atomic(config.out_dir / RESULT_NAME, result)
+    log.write(
+        f"done status={result['status']} final_loss={result['final_loss']} "
+        f"duration_s={result['duration_s']}"
+    )
+    return result
+
+
+def _load(config: TrainConfig, log: TrainLog) -> PtychoDataModule:
+    data = PtychoDataModule(config)
+    try:
+        data.setup()
+    except (ContractError, FileNotFoundError) as exc:
+        log.write(f"ERROR bad data: {exc}")
+        raise
+    log.write(
+        f"data N={data.n} train_samples={len(data.train_samples.diffraction)} "
+        f"test_samples={len(data.test_samples.diffraction)} "
+        f"intensity_scale={data.intensity_scale:.6g}"
+    )
+    return data
+
+
+def _fit_and_evaluate(
+    config: TrainConfig, data: PtychoDataModule, log: TrainLog, reporter: ProgressReporter | None
+) -> dict[str, Any]:
+    _clear_previous_attempt(config.out_dir)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    model = build_model(config, data)
+    history = EpochHistory(log, config.epochs)
+    progress = ReporterCallback(reporter) if reporter is not None else None
+    callbacks: list[Callback] = [history] if progress is None else [history, progress]
+    trainer = build_trainer(config, data, callbacks)
+    with expected_warnings():
+        trainer.fit(model, datamodule=data)
+    checkpoint = _final_checkpoint(trainer, config.out_dir)
+    model = _best_weights(model, trainer).to(trainer.strategy.root_device)
+    metrics, reconstruction = evaluate(model, data)
+    title = f"gridsize {config.gridsize}, dose {config.nphotons:g}"
+    save_comparison_png(reconstruction, config.out_dir / PNG_NAME, title=title)
+    sha256, size = write_bundle(model, config.to_dict(), config.out_dir / BUNDLE_NAME)
+    log.write("metrics " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    last = history.history[-1] if history.history else {}
+    stopped = progress is not None and progress.stop_requested
+    return {
+        "status": "stopped" if stopped else "succeeded",
+        "final_loss": _finite(last.get("train_loss")),
+        "val_loss": _finite(last.get("val_loss")),
+        "reference_val_loss": _finite(reference_loss(model, data)),
+        "epochs_completed": history.epochs_completed,
+        "checkpoint_path": checkpoint,
+        "bundle_path": BUNDLE_NAME,
+        "bundle_sha256": sha256,
+        "bundle_size_bytes": size,
+        "device": str(trainer.strategy.root_device),
+        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        "history": history.history,
+        "reconstruction_png": PNG_NAME,
+    }
+
+
+def build_model(config: TrainConfig, data: PtychoDataModule) -> LitPtychoPINN:
+    """The Lightning module for this job's data."""
+    return LitPtychoPINN(
+        n=data.n,
+        gridsize=config.gridsize,
+        intensity_scale=data.intensity_scale,
+        input_scale=data.input_scale,
+        lr=config.lr,
+        loss=config.loss,
+        epochs=config.epochs,
+        probe=torch.from_numpy(data.probe),
+    )
+
+
+def build_trainer(
+    config: TrainConfig, data: PtychoDataModule, callbacks: list[Callback]
+) -> L.Trainer:
+    """A Trainer honouring the job's execution options; quiet unless on a terminal."""
+    checkpoint = ModelCheckpoint(
+        dirpath=config.out_dir / CHECKPOINT_DIR,
+        filename="best-{epoch}",
+        monitor="val_loss",
+        mode="min",
+        save_last=True,
+        # Jobs restart from scratch, never resume: weights alone cut checkpoint I/O threefold.
+        save_weights_only=True,
+    )
+    steps = math.ceil(len(data.train_samples.diffraction) / config.batch_size)
+    return L.Trainer(
+        accelerator="gpu" if config.accelerator == "cuda" else config.accelerator,
+        devices=config.devices,
+        max_epochs=config.epochs,
+        deterministic=config.deterministic,
+        logger=make_logger(config),
+        callbacks=[checkpoint, *callbacks],
+        default_root_dir=config.out_dir,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        # Only epoch-level metrics are logged; this just keeps Lightning from warning that
+        # an epoch is shorter than the interval.
+        log_every_n_steps=max(1, min(50, steps)),
+    )
+
+
+def make_logger(config: TrainConfig) -> Logger | bool:
+    """csv → metrics.csv, tensorboard → event files, none → no logger."""
+    if config.logger == "csv":
+        return CSVLogger(save_dir=config.out_dir, name=LOG_DIR, version="csv")
+    if config.logger == "tensorboard":
+        return TensorBoardLogger(
+            save_dir=config.out_dir, name=LOG_DIR, version="tensorboard", default_hp_metric=False
+        )
+    return False
+
+
+def _final_checkpoint(trainer: L.Trainer, out_dir: Path) -> str:
+    """Relative path of the best checkpoint; a stop before any validation saves one now."""
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if not best:
+        path = out_dir / CHECKPOINT_DIR / "last.ckpt"
+        trainer.save_checkpoint(path)
+        best = str(path)
+    return str(Path(best).relative_to(out_dir))
+
+
+def _best_weights(model: LitPtychoPINN, trainer: L.Trainer) -> LitPtychoPINN:
+    """Evaluate and bundle the weights with the lowest validation loss."""
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict(state)
+    return model
+
+
+def _clear_previous_attempt(out_dir: Path) -> None:
+    """A retried job starts from clean checkpoint and metric folders (train.log is kept)."""
+    for name in (CHECKPOINT_DIR, LOG_DIR):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Readers (the worker, the manifest) never see half a result file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@contextlib.contextmanager
+def expected_warnings() -> Iterator[None]:
+    """Silence two known, harmless warnings raised inside Trainer.fit.
+
+    Lightning advises more dataloader workers (the job chose its count on purpose), and
+    Lightning 2.6 builds a torch pytree `LeafSpec`, which torch 2.13 has deprecated.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*does not have many workers", category=PossibleUserWarning
+        )
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+            category=FutureWarning,
+        )
+        yield
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _torch_flags_restored() -> Iterator[None]:
+    """Trainer(deterministic=...) flips process-wide torch flags; put them back afterwards."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
