@@ -119,8 +119,8 @@ def status(
 
 def demo(
     out: Path = typer.Option(Path("demo-data"), help="Folder for the study, database, artifacts"),
-    epochs: int = typer.Option(3, min=1, help="Epochs per job"),
-    n_groups: int = typer.Option(32, min=1, help="Training groups per gridsize-2 job"),
+    epochs: int = typer.Option(2, min=1, help="Epochs per job"),
+    n_groups: int = typer.Option(128, min=1, help="Training samples (groups) per job"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
 ) -> None:
     """Simulate a small study, run it end to end with a local API and worker, summarise."""
