@@ -29,8 +29,8 @@ class DemoOptions:
     """What the demo makes and how hard it trains."""
 
     out: Path
-    # Measured on two CPU cores: each job trains in about 20 s and visibly learns
-    # (amplitude MAE falls by two thirds, phase correlation reaches about 0.5 for baseline).
+    # Measured on two CPU cores: each job trains in 10-15 s and visibly learns (baseline:
+    # amplitude MAE falls by about 70 %, phase correlation reaches about 0.6).
     epochs: int = 2
     n_groups: int = 128
     batch_size: int = 4
