@@ -124,15 +124,20 @@ class Attempt(SQLModel, table=True):
     error: str | None = None
 
 
-class SkipEvent(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="run.id", index=True)
+class SkipEventBase(SQLModel):
+    """A view left out of a run because its data is missing (study.md §6)."""
+
     dose: float
     view: str
     code: str
     reason: str
     train_exists: bool
     test_exists: bool
+
+
+class SkipEvent(SkipEventBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
@@ -258,17 +263,9 @@ class JobsPublic(BaseModel):
     count: int
 
 
-class SkipEventPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class SkipEventPublic(SkipEventBase):
     id: int
     run_id: int
-    dose: float
-    view: str
-    code: str
-    reason: str
-    train_exists: bool
-    test_exists: bool
     details: dict[str, Any]
 
 
