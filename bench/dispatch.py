@@ -4,7 +4,7 @@ A real API (`ptychojobs serve`) and a real worker (`python -m worker`) run on a 
 SQLite file; the worker's executor is the training executor with two timestamps added
 (child entered `train`, first step reported). Each trial posts a one-job run, reads the
 timestamps, then cancels the job. Beside it, the same job in a fresh Python process, which
-is what `python -m worker.train` (or a spawned child) pays: torch and Lightning imported
+is what `python -m worker.training` (or a spawned child) pays: torch and Lightning imported
 first.
 
     .venv/bin/python bench/dispatch.py [--trials 3] [--quick]
@@ -54,7 +54,7 @@ class _FirstStep:
 
 def timed_train_job(job: ClaimedJob, reporter: Any) -> dict[str, Any]:
     """Runs in the worker's child: the real training, with timestamps."""
-    from worker.executor import train_job
+    from worker.executors.training import train_job
 
     path = Path(job.artifact_dir) / TIMES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def timed_train_job(job: ClaimedJob, reporter: Any) -> dict[str, Any]:
 
 def TimedTrainingExecutor(settings: Any) -> Any:  # noqa: N802 (an executor factory)
     """The training executor, timing its children (`PTYCHOJOBS_EXECUTOR` points here)."""
-    from worker.executor import TRAINING_PRELOAD, TrainingExecutor
+    from worker.executors.training import TRAINING_PRELOAD, TrainingExecutor
 
     preload = (*TRAINING_PRELOAD, "bench.dispatch")
     return TrainingExecutor(settings, target=timed_train_job, preload=preload)
@@ -218,7 +218,7 @@ def print_table(warm: list[dict[str, float]], fresh: list[dict[str, float]]) -> 
     print(f"{'path':<44}{'to train()':>14}{'to first step':>16}")
     for label, rows, start in (
         ("warm worker: POST /runs → fork-server child", warm, "POST"),
-        ("fresh interpreter (python -m worker.train)", fresh, "exec"),
+        ("fresh interpreter (python -m worker.training)", fresh, "exec"),
     ):
         cells = [
             f"{best(rows, k):.2f} / {median(rows, k):.2f}" for k in ("to_train", "to_first_step")

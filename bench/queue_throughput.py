@@ -255,7 +255,7 @@ class NoopExecutor:
     """Finishes every job at once, in the worker process (loaded by `run_worker_loop`)."""
 
     def __init__(self, settings: object) -> None:
-        from worker.execution import Outcome
+        from worker.executors.base import Outcome
 
         self._outcome = Outcome("succeeded", result=RESULT)
 

@@ -13,7 +13,7 @@ import socket
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.logging import configure_logging
-from worker.executor import load_executor
+from worker.executors.base import load_executor
 from worker.loop import Worker
 from worker.signals import StopSignal
 from worker.supervisor import supervise

@@ -14,8 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import queue
 from app.core.config import Settings
 from app.queue import ClaimedJob, HeartbeatReply, Progress
-from worker.execution import Execution, Outcome
-from worker.executor import Executor
+from worker.executors.base import Execution, Executor, Outcome
 from worker.reporting import ManifestWriter, append_log
 from worker.signals import StopSignal
 from worker.wakeup import ChangeWatch

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from worker.child import die_with_parent
+from worker.executors.forkserver import die_with_parent
 from worker.signals import StopSignal
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     cancel_grace_s: float = Field(10.0, ge=0, description="Wait before killing a cancelled job")
     shutdown_grace_s: float = Field(30.0, ge=0, description="Wait on SIGTERM before releasing")
     executor: str = Field(
-        "worker.executor:TrainingExecutor",
+        "worker.executors.training:TrainingExecutor",
         description="module:attribute of the executor factory the workers use",
     )
     max_jobs_per_run: int = Field(20_000, ge=1, description="Refuse designs larger than this")

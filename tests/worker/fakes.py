@@ -23,8 +23,8 @@ from app.core.config import Settings
 from app.core.db import make_engine
 from app.models import Job, JobStatus, Run, metadata
 from app.queue import ClaimedJob, Progress
-from worker.child import ChildProcessExecutor
-from worker.execution import Execution, Outcome, ProgressReporter
+from worker.executors.base import Execution, Outcome, ProgressReporter
+from worker.executors.forkserver import ChildProcessExecutor
 
 EXECUTIONS_LOG = "executions.log"
 

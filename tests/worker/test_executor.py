@@ -22,9 +22,9 @@ from tests.worker.fakes import (
     sleep_job,
     wait_for,
 )
-from worker.child import ChildProcessExecutor
-from worker.execution import Execution, Outcome
-from worker.executor import build_train_config, load_executor
+from worker.executors.base import Execution, Outcome, load_executor
+from worker.executors.forkserver import ChildProcessExecutor
+from worker.executors.training import build_train_config
 
 
 def claimed(tmp_path: Path, **training: Any) -> ClaimedJob:
@@ -147,7 +147,7 @@ def test_train_config_comes_from_job_design_and_run_options(tmp_path: Path) -> N
 
 
 def test_executor_setting_must_name_module_and_attribute(settings: Settings) -> None:
-    broken = settings.model_copy(update={"executor": "worker.executor.TrainingExecutor"})
+    broken = settings.model_copy(update={"executor": "worker.executors.training.TrainingExecutor"})
     with pytest.raises(ValueError, match="PTYCHOJOBS_EXECUTOR: expected 'module:attribute'"):
         load_executor(broken)
 
@@ -165,7 +165,7 @@ def test_real_training_job_in_a_worker_process(
     _point_jobs_at(engine, run_id, phase_c / "dose_1000")
     _point_jobs_at(engine, outside, Path("/etc"))
 
-    worker = workers.start("--once", executor="worker.executor:TrainingExecutor")
+    worker = workers.start("--once", executor="worker.executors.training:TrainingExecutor")
 
     assert worker.wait(timeout=300) == 0, workers.logs()
     [job] = jobs_of(engine, run_id)

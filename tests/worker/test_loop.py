@@ -17,7 +17,7 @@ from app import queue
 from app.core.config import Settings
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, utcnow
 from tests.worker.fakes import NoopExecutor, insert_run, jobs_of, read_executions, wait_for
-from worker.executor import load_executor
+from worker.executors.base import load_executor
 from worker.loop import Worker
 
 

@@ -1,4 +1,4 @@
-"""`python -m worker.train`: results on success, a clear non-zero exit on bad data."""
+"""`python -m worker.training`: results on success, a clear non-zero exit on bad data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from worker.train import main
+from worker.training.__main__ import main
 
 
 def _copy_with(source: Path, target: Path, **changes: Any) -> Path:
@@ -29,7 +29,7 @@ def test_contract_violation_exits_nonzero_naming_file_and_key(
     bad = _copy_with(train_path, tmp_path / "bad.npz", probeGuess=np.ones((64, 64)))
     out = tmp_path / "job"
     command = [
-        sys.executable, "-m", "worker.train", "--train", str(bad), "--test", str(test_path),
+        sys.executable, "-m", "worker.training", "--train", str(bad), "--test", str(test_path),
         "--out", str(out), "--gridsize", "1", "--nphotons", "1e5", "--epochs", "1",
     ]  # fmt: skip
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)

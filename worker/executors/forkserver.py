@@ -23,7 +23,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.queue import ClaimedJob, Progress
-from worker.execution import Execution, Outcome, ProgressReporter
+from worker.executors.base import Execution, Outcome, ProgressReporter
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`python -m worker.train`: train one job from the command line and write DIR/result.json."""
+"""`python -m worker.training`: train one job from the command line and write DIR/result.json."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from worker.training.config import ACCELERATORS, LOGGERS, LOSSES, TrainConfig
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m worker.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m worker.training", description=__doc__)
     parser.add_argument("--train", type=Path, required=True, help="train split NPZ")
     parser.add_argument("--test", type=Path, required=True, help="test split NPZ")
     parser.add_argument("--out", type=Path, required=True, help="artifact directory")

@@ -1,63 +1,27 @@
-"""How a job's training is run: the `Executor` seam and the default `TrainingExecutor`.
+"""The default executor: train each job with `worker.training.train` in a forked child.
 
 `Settings.executor` names the factory ("module:attr", called with the settings), so a
 deployment can plug in another backend (a Ray task per job, say) and tests can plug in
-fakes; the worker loop only sees the `Executor` and `Execution` protocols.
+fakes; the worker loop only sees the `Executor` and `Execution` protocols (`base`).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from app.core.config import Settings
 from app.paths import resolve_inside
 from app.queue import ClaimedJob
-from worker.child import ChildProcessExecutor, JobTarget
-from worker.execution import Execution, Outcome, ProgressReporter
+from worker.executors.base import Execution, ProgressReporter
+from worker.executors.forkserver import ChildProcessExecutor, JobTarget
 from worker.training import TrainConfig  # light: torch loads with `train`, in the child
 
-__all__ = [
-    "Execution",
-    "Executor",
-    "Outcome",
-    "ProgressReporter",
-    "TrainingExecutor",
-    "build_train_config",
-    "load_executor",
-    "train_job",
-]
+__all__ = ["TrainingExecutor", "build_train_config", "train_job"]
 
 # Imported once by the fork server, so a job's child starts with them warm.
-TRAINING_PRELOAD = ("torch", "lightning", "worker.training.runner", "worker.executor")
-
-
-class Executor(Protocol):
-    """Starts attempts; one instance per worker process, built before the first claim."""
-
-    def start(self, job: ClaimedJob) -> Execution:
-        """Begin running `job`; raising fails the attempt with the exception's text."""
-        ...
-
-    def close(self) -> None:
-        """Release what the executor holds (processes, connections)."""
-        ...
-
-
-ExecutorFactory = Callable[[Settings], Executor]
-
-
-def load_executor(settings: Settings) -> Executor:
-    """Build the executor named by `settings.executor` ("module:attr")."""
-    module_name, _, attribute = settings.executor.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(
-            f"PTYCHOJOBS_EXECUTOR: expected 'module:attribute', got {settings.executor!r}"
-        )
-    factory: ExecutorFactory = getattr(importlib.import_module(module_name), attribute)
-    return factory(settings)
+TRAINING_PRELOAD = ("torch", "lightning", "worker.training.runner", "worker.executors.training")
 
 
 class TrainingExecutor(ChildProcessExecutor):
