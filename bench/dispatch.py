@@ -25,8 +25,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.client import PtychoClient  # noqa: E402
-from app.processes import free_port, service_env, start_api, start_worker, stop_process  # noqa: E402
+from app.cli.client import PtychoClient  # noqa: E402
+from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process  # noqa: E402
 from app.queue import ClaimedJob  # noqa: E402
 from app.study.simulate import SimulationConfig, simulate_phase_c  # noqa: E402
 

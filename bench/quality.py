@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from app.study.demo import make_demo_data
+from app.study.demo_data import make_demo_data
 from app.study.design import StudyDesign
 from app.study.jobs import Filters, JobSpec, enumerate_jobs
 from worker.training import TrainConfig, train

@@ -14,11 +14,11 @@ from typing import IO
 import pytest
 from sqlmodel import Session, select
 
-from app.client import ApiError, PtychoClient
+from app.cli.client import ApiError, PtychoClient
+from app.cli.processes import free_port, service_env, stop_process
 from app.core.db import make_engine
 from app.models import SkipEvent
-from app.processes import free_port, service_env, stop_process
-from app.study.demo import make_demo_data
+from app.study.demo_data import make_demo_data
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
+from app.core.launch import worker_argv
 from worker.executors.forkserver import die_with_parent
 from worker.signals import StopSignal
 
@@ -31,9 +31,7 @@ class _Slot:
     restart_at: float = field(default=0.0)
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "worker", "--workers", "1"]
-        argv += ["--gpus", self.gpu] if self.gpu is not None else []
-        return argv + (["--once"] if self.once else [])
+        return worker_argv(gpus=self.gpu, once=self.once)
 
     def start(self) -> None:
         # Own process group, so a terminal's Ctrl-C reaches the supervisor only and each

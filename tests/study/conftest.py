@@ -9,7 +9,7 @@ import pytest
 
 from app.study.simulate import PhaseCResult, SimulationConfig, simulate_phase_c
 
-# Dense enough that dense views are kept and sparse views rejected (see app.study.demo).
+# Dense enough that dense views are kept and sparse views rejected (see app.study.demo_data).
 SMALL = SimulationConfig(
     patch_size=64, object_size=240, n_positions=300, scan="random", seed=7, doses=(1e3, 1e5)
 )

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.commands import study
+from app.cli import study
 from app.study.simulate import PhaseCResult
 
 

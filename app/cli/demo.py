@@ -13,11 +13,11 @@ from typing import IO, Any
 from rich.console import Console
 from rich.live import Live
 
-from app.client import ACTIVE_RUN_STATUSES, PtychoClient
-from app.console import progress_table, skips_table, summary_table
+from app.cli.client import ACTIVE_RUN_STATUSES, PtychoClient
+from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
+from app.cli.tables import progress_table, skips_table, summary_table
 from app.core.config import Settings
-from app.processes import free_port, service_env, start_api, start_worker, stop_process
-from app.study.demo import make_demo_data
+from app.study.demo_data import make_demo_data
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DemoOptions:
     n_groups: int = 128
     batch_size: int = 4
     lr: float = 3e-3
-    # The default demo study (app.study.demo): dense views kept, sparse rejected.
+    # The default demo study (app.study.demo_data): dense views kept, sparse rejected.
     n_positions: int = 1000
     object_size: int | None = None
     timeout_s: float = 1800.0

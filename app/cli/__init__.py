@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.commands import service, study, workers
+from app.cli import service, study, workers
 
 cli = typer.Typer(
     name="ptychojobs",

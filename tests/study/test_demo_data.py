@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.study.contract import load_split
-from app.study.demo import MIN_DENSE_POSITIONS, demo_object_size, make_demo_data
+from app.study.demo_data import MIN_DENSE_POSITIONS, demo_object_size, make_demo_data
 
 
 def test_small_demo_copy_keeps_dense_and_rejects_sparse(tmp_path: Path) -> None:

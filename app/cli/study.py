@@ -19,7 +19,7 @@ from rich.table import Table
 
 from app.study.blocks import ProgressCallback
 from app.study.contract import ContractError, load_split
-from app.study.demo import make_demo_data
+from app.study.demo_data import make_demo_data
 from app.study.overlap import OverlapInputError, build_overlap_views
 from app.study.selection import MinAcceptance
 from app.study.simulate import PRESETS, simulate_phase_c

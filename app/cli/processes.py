@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from app.core.launch import worker_argv
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,10 +45,7 @@ def start_worker(
     *, env: Mapping[str, str], workers: int = 1, gpus: str = "", output: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
     """`python -m worker` in a child process (app never imports the worker package)."""
-    argv = [sys.executable, "-m", "worker", "--workers", str(workers)]
-    if gpus:
-        argv += ["--gpus", gpus]
-    return _start(argv, env, output)
+    return _start(worker_argv(workers=workers, gpus=gpus), env, output)
 
 
 def _start(

@@ -11,13 +11,13 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from app.client import ApiError, PtychoClient
-from app.console import progress_table, skips_table
+from app.cli.client import ApiError, PtychoClient
+from app.cli.processes import start_worker, stop_process
+from app.cli.tables import progress_table, skips_table
 from app.core.config import get_settings
 from app.core.db import make_engine
 from app.core.logging import configure_logging
 from app.migrate import upgrade_head
-from app.processes import start_worker, stop_process
 
 console = Console()
 
@@ -124,7 +124,7 @@ def demo(
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
 ) -> None:
     """Simulate a small study, run it end to end with a local API and worker, summarise."""
-    from app.demo import DemoOptions, run_demo
+    from app.cli.demo import DemoOptions, run_demo
 
     configure_logging("WARNING")
     options = DemoOptions(out=out, epochs=epochs, n_groups=n_groups, timeout_s=timeout_s)

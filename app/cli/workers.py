@@ -11,6 +11,8 @@ import sys
 
 import typer
 
+from app.core.launch import worker_argv
+
 
 def worker(
     gpus: str = typer.Option("", help="Comma-separated GPU ids: one worker process per GPU"),
@@ -18,12 +20,7 @@ def worker(
     once: bool = typer.Option(False, help="Exit when the queue is empty"),
 ) -> None:
     """Start worker processes that claim and train queued jobs."""
-    argv = [sys.executable, "-m", "worker", "--workers", str(workers)]
-    if gpus:
-        argv += ["--gpus", gpus]
-    if once:
-        argv.append("--once")
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, worker_argv(workers=workers, gpus=gpus, once=once))
 
 
 def register(cli: typer.Typer) -> None:

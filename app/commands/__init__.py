@@ -1,1 +1,0 @@
-"""The `ptychojobs` command's subcommands, one module per area."""
