@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml requirements.txt
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check app worker tests bench alembic
-	$(BIN)/ruff format --check app worker tests bench alembic
+	$(BIN)/ruff check app worker tests bench
+	$(BIN)/ruff format --check app worker tests bench
 	$(BIN)/mypy app worker
 
 test: lint

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from alembic import command
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+# Inside the package, so an installed wheel carries its migrations (a checkout's top-level
+# alembic.ini points here too).
+MIGRATIONS = Path(__file__).resolve().parent / "alembic"
 
 
 def alembic_config(url: str | None = None) -> Config:
-    """The project's alembic configuration, pointed at `url` when given."""
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    """The project's alembic configuration, built in code, pointed at `url` when given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["configure_logger"] = False  # keep the service's logging as it is

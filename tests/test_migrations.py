@@ -10,16 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
+import app
 import app.models  # noqa: F401  (registers the tables)
-from alembic import command
 from app.core.db import make_engine
-from app.migrate import PROJECT_ROOT, alembic_config, upgrade_head
+from app.migrate import MIGRATIONS, alembic_config, upgrade_head
+
+ROOT = Path(__file__).resolve().parents[1]
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -34,7 +39,7 @@ def test_alembic_cli_upgrade_head_matches_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     env = {**os.environ, "PTYCHOJOBS_DATABASE_URL": url}
     alembic = [sys.executable, "-m", "alembic", "upgrade", "head"]
-    done = subprocess.run(alembic, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(alembic, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     engine = make_engine(url)
     try:
@@ -45,6 +50,14 @@ def test_alembic_cli_upgrade_head_matches_the_models(tmp_path: Path) -> None:
         }
     finally:
         engine.dispose()
+
+
+def test_checkout_ini_and_top_level_link_lead_to_the_packaged_migrations() -> None:
+    assert MIGRATIONS.is_relative_to(Path(app.__file__).parent)
+    assert (ROOT / "alembic").resolve() == MIGRATIONS
+    from_ini = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+    assert Path(from_ini.dir).resolve() == MIGRATIONS
+    assert (MIGRATIONS / "script.py.mako").is_file()
 
 
 def test_upgrade_is_idempotent_and_downgrade_empties(tmp_path: Path) -> None:

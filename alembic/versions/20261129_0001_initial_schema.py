@@ -8,8 +8,7 @@ Create Date: 2026-11-29 00:09:46.054906
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0001"
