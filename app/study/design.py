@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,6 +44,7 @@ class StudyDesign(BaseModel):
                 raise ValueError(f"dose {dose!r} must be positive and finite")
         if len(set(doses)) != len(doses):
             raise ValueError("doses must not repeat")
+        check_dose_dirnames(doses)
         return sorted(doses)
 
     @field_validator("views")
@@ -90,3 +92,17 @@ class StudyDesign(BaseModel):
 def dose_dirname(dose: float) -> str:
     """Directory name for a dose: `dose_1000` for 1e3."""
     return f"dose_{int(dose)}"
+
+
+def check_dose_dirnames(doses: Iterable[float]) -> None:
+    """Refuse doses that share a `dose_<int>` folder (their data and artifacts would mix)."""
+    by_name: dict[str, list[float]] = {}
+    for dose in sorted(float(d) for d in doses):
+        by_name.setdefault(dose_dirname(dose), []).append(dose)
+    clashes = [
+        f"{', '.join(map(str, same))} share the folder {name}"
+        for name, same in by_name.items()
+        if len(same) > 1
+    ]
+    if clashes:
+        raise ValueError(f"doses must differ in their integer part: {'; '.join(clashes)}")

@@ -32,7 +32,7 @@ from app.study.blocks import (
     default_workers,
     run_blocks,
 )
-from app.study.design import dose_dirname
+from app.study.design import check_dose_dirnames
 from app.study.forward import centring_probe, extract_patches, forward_intensity, intensity_into
 from app.study.npz import write_json_atomic
 from app.study.objects import make_object
@@ -83,9 +83,7 @@ class SimulationConfig:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
         if not self.doses or any(not np.isfinite(d) or d <= 0 for d in self.doses):
             raise ValueError(f"doses must be positive and finite, got {self.doses}")
-        names = [dose_dirname(d) for d in self.doses]
-        if len(set(names)) != len(names):
-            raise ValueError(f"doses must differ in their integer part, got {self.doses}")
+        check_dose_dirnames(self.doses)
         object.__setattr__(self, "doses", tuple(sorted(float(d) for d in self.doses)))
 
 

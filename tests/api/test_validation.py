@@ -74,3 +74,14 @@ def test_too_many_jobs_are_refused(client: TestClient, study: StudyTree) -> None
     detail = _refused(client, study.body(design={"doses": doses}))
     assert detail[0]["loc"] == ["body", "design", "doses"]
     assert "exceed the limit of 20000" in detail[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("doses", "named"), [([1000, 1000.5], "1000.0, 1000.5"), ([0.3, 0.6], "0.3, 0.6")]
+)
+def test_doses_sharing_a_folder_are_refused(
+    client: TestClient, study: StudyTree, doses: list[float], named: str
+) -> None:
+    detail = _refused(client, study.body(design={"doses": doses}, dry_run=True))
+    assert detail[0]["loc"] == ["body", "design", "doses"]
+    assert named in detail[0]["msg"] and "dose_" in detail[0]["msg"]

@@ -292,3 +292,12 @@ def test_records_are_json_ready(study: dict[str, Path]) -> None:
     assert job["train_data_path"] == str(study["phase_c"] / "dose_1000" / "patched_train.npz")
     assert json.loads(json.dumps(skip))["code"] == "data_missing"
     assert set(skip) == {"dose", "view", "reason", "code", "train_exists", "test_exists", "details"}
+
+
+@pytest.mark.parametrize("doses", [[1000, 1000.5], [0.3, 0.6], [1e4, 1e3, 1e4 + 0.25]])
+def test_design_refuses_doses_that_share_a_folder(doses: list[float]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        StudyDesign(doses=doses)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("doses",)
+    assert "share the folder dose_" in error["msg"]
