@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "training_manifest.json"
 SKIP_SUMMARY_NAME = "skip_summary.json"
+LOCK_NAME = f".{MANIFEST_NAME}.lock"
 FILTER_KEYS = ("dose", "view", "gridsize")
 STUDY_JOB_KEYS = (
     "dose",
@@ -44,13 +47,13 @@ class RunNotFound(Exception):
         super().__init__(f"run {run_id} not found")
 
 
-def isoformat_z(moment: datetime | None) -> str | None:
+def isoformat_z(moment: datetime | None, *, timespec: str = "milliseconds") -> str | None:
     """UTC ISO-8601 with a trailing Z; naive datetimes are taken as UTC (as stored)."""
     if moment is None:
         return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
+    return moment.isoformat(timespec=timespec) + "Z"
 
 
 def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
@@ -84,6 +87,7 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
         "design": run.design,
         "training": run.training,
         "execution": run.execution,
+        "version": _version(jobs),
     }
 
 
@@ -95,14 +99,75 @@ def write_manifest(*, session: Session, run_id: int) -> Path:
         # Every SQLite transaction holds the write lock (BEGIN IMMEDIATE): end the read
         # before the slow file writes rather than stall claims and heartbeats behind them.
         session.commit()
+    store_manifest(manifest)
+    return Path(manifest["artifact_root"]) / MANIFEST_NAME
+
+
+def store_manifest(manifest: dict[str, Any]) -> bool:
+    """Write a built manifest and its skip summary unless a newer manifest is on disk."""
     root = Path(manifest["artifact_root"])
     root.mkdir(parents=True, exist_ok=True)
-    summary = {key: manifest[key] for key in ("timestamp", "skipped_views", "skipped_count")}
-    _write_json_atomic(root / SKIP_SUMMARY_NAME, summary)
     path = root / MANIFEST_NAME
-    _write_json_atomic(path, manifest)
+    run_id = manifest["run_id"]
+    # Writers (the API, every worker) build from their own snapshots; without the lock, an
+    # older snapshot could pass the check and then land after a newer one.
+    with _exclusive_lock(root / LOCK_NAME):
+        on_disk = _read_version(path)
+        if on_disk > _version_key(manifest["version"]):
+            logger.info("kept the newer manifest %s", path, extra={"run_id": run_id})
+            return False
+        summary = {key: manifest[key] for key in ("timestamp", "skipped_views", "skipped_count")}
+        _write_json_atomic(root / SKIP_SUMMARY_NAME, summary)
+        _write_json_atomic(path, manifest)
     logger.info("wrote manifest %s", path, extra={"run_id": run_id})
-    return path
+    return True
+
+
+def _version(jobs: Sequence[RowMapping]) -> dict[str, Any]:
+    """The newest change to the run's jobs, and how many jobs changed at that instant.
+
+    Every job change sets `updated_at`, and no job row is ever deleted, so a later snapshot
+    never has a smaller version; the count orders changes that share one clock reading.
+    """
+    newest = max((job["updated_at"] for job in jobs), default=None)
+    updated_jobs = sum(1 for job in jobs if job["updated_at"] == newest) if jobs else 0
+    return {
+        "updated_at": isoformat_z(newest, timespec="microseconds"),
+        "updated_jobs": updated_jobs,
+    }
+
+
+def _version_key(version: Any) -> tuple[str, int]:
+    # Fixed-width UTC timestamps order as strings; a file without a version is the oldest.
+    if not isinstance(version, dict):
+        return ("", -1)
+    updated_at, updated_jobs = version.get("updated_at"), version.get("updated_jobs")
+    if not isinstance(updated_at, str) or not isinstance(updated_jobs, int):
+        return ("", -1)
+    return (updated_at, updated_jobs)
+
+
+def _read_version(path: Path) -> tuple[str, int]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ("", -1)
+    except (OSError, ValueError) as exc:  # a damaged manifest is replaced, not kept
+        logger.warning("replacing unreadable manifest %s: %s", path, exc)
+        return ("", -1)
+    return _version_key(document.get("version") if isinstance(document, dict) else None)
+
+
+@contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) across processes."""
+    # Opened for writing: on NFS, flock is emulated with POSIX locks, which need it.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _load_rows(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlmodel import Session
 
-from app.manifest import RunNotFound, build_manifest, write_manifest
-from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent
+from app.manifest import RunNotFound, build_manifest, isoformat_z, write_manifest
+from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, utcnow
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 RESULT = {
@@ -194,6 +196,7 @@ def test_write_manifest_writes_both_files_atomically(
     assert rewritten["jobs"][2]["status"] == "succeeded" and rewritten["status"] == "failed"
     assert path.stat().st_ino != first_inode  # renamed over, never rewritten in place
     assert sorted(p.name for p in path.parent.iterdir()) == [
+        ".training_manifest.json.lock",  # writers serialize on it; it stays, empty
         "skip_summary.json",
         "training_manifest.json",
     ]
@@ -270,3 +273,75 @@ def test_write_manifest_leaves_the_callers_transaction_alone(
     with Session(engine) as other:
         stored = other.get(Run, run_id)
         assert stored is not None and stored.strict is False
+
+
+def _set_job(engine: Engine, job_id: int, status: JobStatus, updated_at: datetime) -> None:
+    with Session(engine) as other:
+        job = other.get(Job, job_id)
+        assert job is not None
+        job.status, job.updated_at = status, updated_at
+        other.commit()
+
+
+def test_an_older_snapshot_never_replaces_a_newer_manifest(
+    engine: Engine, session: Session, run_id: int
+) -> None:
+    running_id = build_manifest(session=session, run_id=run_id)["jobs"][2]["id"]
+    session.commit()
+    later = utcnow() + timedelta(hours=1)
+    _set_job(engine, running_id, JobStatus.succeeded, later + timedelta(seconds=1))
+    path = write_manifest(session=session, run_id=run_id)
+    newer = _strict_json(path)
+    # What a second writer saw before the job ended; its write comes last.
+    _set_job(engine, running_id, JobStatus.running, later)
+    write_manifest(session=session, run_id=run_id)
+
+    on_disk = _strict_json(path)
+    assert on_disk["jobs"][2]["status"] == "succeeded"
+    assert on_disk["version"] == newer["version"]
+    assert _strict_json(path.parent / "skip_summary.json")["timestamp"] == newer["timestamp"]
+
+    _set_job(engine, running_id, JobStatus.failed, later + timedelta(seconds=2))
+    write_manifest(session=session, run_id=run_id)
+    assert _strict_json(path)["jobs"][2]["status"] == "failed"  # a newer one still lands
+
+
+def _job_ids(session: Session, run_id: int) -> list[int]:
+    ids = [job["id"] for job in build_manifest(session=session, run_id=run_id)["jobs"]]
+    session.commit()
+    return ids
+
+
+def test_manifest_version_is_the_newest_job_change(
+    engine: Engine, session: Session, run_id: int
+) -> None:
+    first, second, _ = _job_ids(session, run_id)
+    before = build_manifest(session=session, run_id=run_id)["version"]
+    session.commit()
+    moment = utcnow() + timedelta(hours=1)
+    _set_job(engine, first, JobStatus.failed, moment)
+    after = build_manifest(session=session, run_id=run_id)["version"]
+    session.commit()
+    assert after == {"updated_at": isoformat_z(moment, timespec="microseconds"), "updated_jobs": 1}
+    assert before["updated_at"] < after["updated_at"]
+
+    _set_job(engine, second, JobStatus.failed, moment)
+    tied = build_manifest(session=session, run_id=run_id)["version"]
+    assert tied == {**after, "updated_jobs": 2}  # the same instant, one change more
+
+
+def test_writers_wait_for_the_manifest_lock(session: Session, run_id: int, tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    lock_path = root / ".training_manifest.json.lock"
+    with lock_path.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process checking and replacing
+        writer = threading.Thread(
+            target=write_manifest, kwargs={"session": session, "run_id": run_id}
+        )
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive() and not (root / "training_manifest.json").exists()
+    writer.join(timeout=10)
+    assert not writer.is_alive()
+    assert _strict_json(root / "training_manifest.json")["run_id"] == run_id
