@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +14,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PTYCHOJOBS_", env_file=".env", extra="ignore")
 
-    data_root: Path = Field(Path("data"), description="Client paths must lie inside this folder")
+    data_root: Path = Field(
+        Path("data"),
+        validate_default=True,
+        description="Client paths must lie inside this folder; relative to where settings load",
+    )
     database_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite at <data_root>/ptychojobs.db"
     )
@@ -43,11 +47,18 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Least time between a worker's manifest writes for one run"
     )
 
+    @field_validator("data_root")
+    @classmethod
+    def _absolute_data_root(cls, value: Path) -> Path:
+        # Once, at load: a worker started from another folder must not find another root.
+        return value.expanduser().resolve()
+
     @property
     def resolved_database_url(self) -> str:
+        """The configured URL, or SQLite at <data_root>/ptychojobs.db (an absolute path)."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_root / 'ptychojobs.db').resolve()}"
+        return f"sqlite:///{self.data_root / 'ptychojobs.db'}"
 
 
 @lru_cache
