@@ -38,6 +38,7 @@ from app.study.jobs import Enumeration, MissingDataError, enumerate_jobs, write_
 logger = logging.getLogger(__name__)
 
 LOG_CHUNK_BYTES = 1 << 20
+RUNS_DIR = "runs"  # <data_root>/runs/<id>: the default artifact folders
 
 
 class NotFound(LookupError):
@@ -64,35 +65,22 @@ class RequestInvalid(ValueError):
 def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunCreated:
     """Enumerate a run's jobs and skip events and store them in one transaction."""
     data_root = settings.data_root.resolve()
-    c_root = resolve_inside(body.phase_c_root, field="phase_c_root", data_root=data_root)
-    d_root = resolve_inside(body.phase_d_root, field="phase_d_root", data_root=data_root)
-    a_root = (
-        resolve_inside(body.artifact_root, field="artifact_root", data_root=data_root)
-        if body.artifact_root
-        else None
-    )
+    c_root, d_root, a_root = _resolve_roots(body, data_root)
     design = body.design or StudyDesign()
     _check_design_size(body, design, settings.max_jobs_per_run)
+    # The file system is checked before the write transaction opens: on SQLite that
+    # transaction holds the database's write lock, and claims and heartbeats wait for it.
+    # A run's default folder is named after its id, known only once it is inserted.
+    enumeration = _enumerate(body, design, c_root, d_root, a_root or data_root / RUNS_DIR)
     run = _new_run(body, design, c_root, d_root)
-    session.add(run)
-    session.flush()  # the run id names the default artifact folder
-    assert run.id is not None
-    artifact_root = a_root or data_root / "runs" / str(run.id)
-    run.artifact_root = str(artifact_root)
     try:
-        enumeration = enumerate_jobs(
-            design=design,
-            phase_c_root=c_root,
-            phase_d_root=d_root,
-            artifact_root=artifact_root,
-            filters=body.filters,
-            strict=body.strict,
-        )
-    except MissingDataError as exc:
+        enumeration = _insert_run(session, run, a_root, data_root, enumeration)
+        jobs, skips = _store_enumeration(session, run, enumeration, settings.max_attempts)
+        session.commit()
+    except BaseException:
         session.rollback()
-        raise RequestInvalid(_missing_errors(exc.missing, c_root)) from exc
-    jobs, skips = _store_enumeration(session, run, enumeration, settings.max_attempts)
-    session.commit()
+        raise
+    assert run.id is not None
     logger.info("created run with %d jobs", len(jobs), extra={"run_id": run.id})
     if body.dry_run:
         write_dry_run_logs(enumeration.jobs)
@@ -104,6 +92,43 @@ def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunC
         jobs=[job_public(job, []) for job in jobs],
         skipped_views=[SkipEventPublic.model_validate(skip) for skip in skips],
     )
+
+
+def _resolve_roots(body: RunCreate, data_root: Path) -> tuple[Path, Path, Path | None]:
+    c_root = resolve_inside(body.phase_c_root, field="phase_c_root", data_root=data_root)
+    d_root = resolve_inside(body.phase_d_root, field="phase_d_root", data_root=data_root)
+    if body.artifact_root is None:
+        return c_root, d_root, None
+    a_root = resolve_inside(body.artifact_root, field="artifact_root", data_root=data_root)
+    return c_root, d_root, a_root
+
+
+def _enumerate(
+    body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path, artifact_root: Path
+) -> Enumeration:
+    try:
+        return enumerate_jobs(
+            design=design,
+            phase_c_root=c_root,
+            phase_d_root=d_root,
+            artifact_root=artifact_root,
+            filters=body.filters,
+            strict=body.strict,
+        )
+    except MissingDataError as exc:
+        raise RequestInvalid(_missing_errors(exc.missing, c_root)) from exc
+
+
+def _insert_run(
+    session: Session, run: Run, a_root: Path | None, data_root: Path, enumeration: Enumeration
+) -> Enumeration:
+    """Insert the run, settle its artifact root, and place the jobs' folders under it."""
+    session.add(run)
+    session.flush()  # the run id names the default artifact folder
+    assert run.id is not None
+    artifact_root = a_root or data_root / RUNS_DIR / str(run.id)
+    run.artifact_root = str(artifact_root)
+    return enumeration.placed_under(artifact_root)
 
 
 def _new_run(body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path) -> Run:

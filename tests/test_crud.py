@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func
@@ -11,6 +13,7 @@ from sqlmodel import Session, select
 from app import crud, queue
 from app.core.config import Settings
 from app.models import Attempt, Job, Run, RunCreate, SkipEvent
+from app.study.jobs import Enumeration
 from tests.api.conftest import make_study_tree
 
 
@@ -83,3 +86,27 @@ def test_log_chunks_end_on_whole_lines(
         offset = chunk.next_offset
     assert texts == lines
     assert offset == chunk.size == len("".join(lines).encode())
+
+
+def test_jobs_are_enumerated_before_the_write_lock_is_taken(
+    session: Session, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = make_study_tree(settings.data_root)
+    enumerate_jobs = crud.enumerate_jobs
+
+    def enumerate_while_writing(**kwargs: Any) -> Enumeration:
+        # Succeeds only while nobody holds SQLite's write lock: busy timeout 0, no waiting.
+        other = sqlite3.connect(tmp_path / "test.db", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        return enumerate_jobs(**kwargs)
+
+    monkeypatch.setattr(crud, "enumerate_jobs", enumerate_while_writing)
+    created = crud.create_run(
+        session=session, body=RunCreate.model_validate(tree.body()), settings=settings
+    )
+    assert created.job_count == 8
+    assert _rows(session) == {"Run": 1, "Job": 8, "SkipEvent": 1, "Attempt": 0}

@@ -1,5 +1,7 @@
 """Database engine and sessions. SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE.
 
+Transactions that only read can run on `read_engine(engine)`: a deferred BEGIN on SQLite.
+
 Hot paths (the queue's claim, heartbeat and complete) may run `Prepared` statements in a
 `driver_transaction`: the same SQL and value conversion as `Connection.execute`, without
 its per-call cost, which on SQLite exceeds the cost of the statements themselves.
@@ -22,6 +24,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session, create_engine
 
 from app.core.config import get_settings
+
+READ_ONLY_OPTION = "ptychojobs_read_only"  # execution option: begin deferred on SQLite
 
 
 def _is_sqlite(url: str) -> bool:
@@ -57,9 +61,20 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reads_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The same engine for transactions that only read: on SQLite they take no write lock.
+
+    In WAL mode a deferred transaction reads one consistent snapshot while writers commit,
+    so reads neither wait for a writer nor make writers wait. A write in such a
+    transaction would fail with "database is locked" instead of queueing: only read.
+    """
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 @lru_cache

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -100,6 +100,12 @@ class Enumeration:
     jobs: list[JobSpec]
     skips: list[SkipSpec]
 
+    def placed_under(self, artifact_root: Path) -> Enumeration:
+        """The same jobs with their artifact folders and logs under `artifact_root`."""
+        root = Path(artifact_root).resolve()
+        jobs = [_placed(job, _artifact_dir(root, job.dose, job.view)) for job in self.jobs]
+        return Enumeration(jobs=jobs, skips=self.skips)
+
 
 class MissingDataError(Exception):
     """Required data files are absent; the message names every one of them."""
@@ -188,18 +194,25 @@ def _missing_files(layout: DataLayout) -> list[Path]:
     return [path for path in (layout.train, layout.test) if not os.path.isfile(path)]
 
 
+def _artifact_dir(artifact_root: Path, dose: float, view: str) -> Path:
+    return artifact_root / dose_dirname(dose) / view / f"gs{GRIDSIZE[view]}"
+
+
 def _job(dose: float, view: str, layout: DataLayout, artifact_root: Path) -> JobSpec:
-    gridsize = GRIDSIZE[view]
-    artifact_dir = artifact_root / dose_dirname(dose) / view / f"gs{gridsize}"
+    artifact_dir = _artifact_dir(artifact_root, dose, view)
     return JobSpec(
         dose=float(dose),
         view=view,
-        gridsize=gridsize,
+        gridsize=GRIDSIZE[view],
         train_data_path=layout.train,
         test_data_path=layout.test,
         log_path=artifact_dir / LOG_NAME,
         artifact_dir=artifact_dir,
     )
+
+
+def _placed(job: JobSpec, artifact_dir: Path) -> JobSpec:
+    return replace(job, artifact_dir=artifact_dir, log_path=artifact_dir / LOG_NAME)
 
 
 def _skip_event(

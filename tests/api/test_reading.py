@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
+from app.core.config import Settings
+from app.main import create_app
 from tests.api.conftest import StudyTree, make_study_tree
 
 
@@ -106,3 +110,32 @@ def test_swagger_example_body_is_accepted(client: TestClient, data_root: Path) -
     response = client.post("/runs", json=example)
     assert response.status_code == 201, response.text
     assert response.json()["job_count"] == 2 and response.json()["status"] == "dry_run"
+
+
+def test_reads_answer_while_a_writer_holds_the_lock(
+    api_settings: Settings, study: StudyTree
+) -> None:
+    settings = api_settings.model_copy(update={"sqlite_busy_timeout_ms": 200})
+    with TestClient(create_app(settings)) as client:
+        run = _submit(client, study, filters={"dose": 1e4})
+        job_id = run["jobs"][0]["id"]
+        database = make_url(settings.resolved_database_url).database
+        assert database is not None
+        writer = sqlite3.connect(database, timeout=0, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # a worker mid-claim, or a slow submission
+        try:
+            for path in (
+                "/runs",
+                f"/runs/{run['id']}",
+                f"/runs/{run['id']}/jobs",
+                f"/runs/{run['id']}/skips",
+                f"/jobs/{job_id}",
+                f"/jobs/{job_id}/log",
+                f"/manifests/{run['id']}",
+                "/health",
+            ):
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.text)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()

@@ -301,3 +301,19 @@ def test_design_refuses_doses_that_share_a_folder(doses: list[float]) -> None:
     (error,) = caught.value.errors()
     assert error["loc"] == ("doses",)
     assert "share the folder dose_" in error["msg"]
+
+
+def test_jobs_can_be_placed_under_another_artifact_root(
+    study: dict[str, Path], tmp_path: Path
+) -> None:
+    result = _enumerate(study, Filters(dose=1000))
+
+    placed = result.placed_under(tmp_path / "runs" / "7")
+
+    assert [job.artifact_dir for job in placed.jobs] == [
+        tmp_path / "runs/7/dose_1000/baseline/gs1",
+        tmp_path / "runs/7/dose_1000/dense/gs2",
+    ]
+    assert all(job.log_path == job.artifact_dir / "train.log" for job in placed.jobs)
+    assert [j.train_data_path for j in placed.jobs] == [j.train_data_path for j in result.jobs]
+    assert placed.skips == result.skips

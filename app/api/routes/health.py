@@ -7,13 +7,13 @@ from importlib.metadata import version
 from fastapi import APIRouter
 
 from app import crud
-from app.api.deps import SessionDep
+from app.api.deps import ReadSessionDep
 from app.models import HealthPublic
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(session: SessionDep) -> HealthPublic:
+def health(session: ReadSessionDep) -> HealthPublic:
     """Report that the API and its database are up."""
     return crud.check_health(session=session, version=version("ptychojobs"))

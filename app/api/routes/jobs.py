@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from app import crud
-from app.api.deps import SessionDep
+from app.api.deps import ReadSessionDep, SessionDep
 from app.models import JobPublic
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -18,14 +18,14 @@ SIZE_HEADER = "X-Log-Size"
 
 
 @router.get("/{job_id}")
-def read_job(job_id: int, session: SessionDep) -> JobPublic:
+def read_job(job_id: int, session: ReadSessionDep) -> JobPublic:
     """Read a job: status, attempts, progress, result, error and attempt history."""
     return crud.read_job(session=session, job_id=job_id)
 
 
 @router.get("/{job_id}/log", response_class=PlainTextResponse)
 def read_job_log(
-    job_id: int, session: SessionDep, offset: Annotated[int, Query(ge=0)] = 0
+    job_id: int, session: ReadSessionDep, offset: Annotated[int, Query(ge=0)] = 0
 ) -> PlainTextResponse:
     """Read the job's train.log from a byte offset; X-Log-Next-Offset says where to go on."""
     chunk = crud.read_job_log(session=session, job_id=job_id, offset=offset)

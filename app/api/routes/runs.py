@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app import crud
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ReadSessionDep, SessionDep, SettingsDep
 from app.models import (
     JobsPublic,
     RunCreate,
@@ -29,7 +29,7 @@ def create_run(body: RunCreate, session: SessionDep, settings: SettingsDep) -> R
 
 @router.get("")
 def list_runs(
-    session: SessionDep,
+    session: ReadSessionDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     status: RunStatus | None = None,
@@ -39,19 +39,19 @@ def list_runs(
 
 
 @router.get("/{run_id}")
-def read_run(run_id: int, session: SessionDep) -> RunPublic:
+def read_run(run_id: int, session: ReadSessionDep) -> RunPublic:
     """Read a run with its status and job counts."""
     return crud.read_run(session=session, run_id=run_id)
 
 
 @router.get("/{run_id}/jobs")
-def read_run_jobs(run_id: int, session: SessionDep) -> JobsPublic:
+def read_run_jobs(run_id: int, session: ReadSessionDep) -> JobsPublic:
     """List a run's jobs in study order."""
     return crud.read_run_jobs(session=session, run_id=run_id)
 
 
 @router.get("/{run_id}/skips")
-def read_run_skips(run_id: int, session: SessionDep) -> SkipEventsPublic:
+def read_run_skips(run_id: int, session: ReadSessionDep) -> SkipEventsPublic:
     """List a run's skip events (views left out because their data is missing)."""
     return crud.read_run_skips(session=session, run_id=run_id)
 
