@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from app.core.files import utc_timestamp, write_json_atomic
 from app.study.contract import SplitData, load_split
 from app.study.design import OVERLAP_VIEWS, StudyDesign, dose_dirname
-from app.study.npz import NpzWriter, utc_timestamp, write_json_atomic
+from app.study.npz import NpzWriter
 from app.study.selection import MinAcceptance, Selection, select_positions, spacing_metrics
 
 logger = logging.getLogger(__name__)

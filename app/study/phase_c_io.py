@@ -7,18 +7,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from app.core.files import utc_timestamp
 from app.study.blocks import ProgressCallback, block_patterns, chunk_slices, ordered
 from app.study.design import dose_dirname
 from app.study.forward import bilinear_patches
 from app.study.noise import NOISE_STREAM, intensity_scale, noise_seed, poisson_amplitudes
-from app.study.npz import NpzWriter, utc_timestamp
-
-if TYPE_CHECKING:
-    from app.study.simulate import Scene, SimulationConfig
+from app.study.npz import NpzWriter
+from app.study.scene import Scene, SimulationConfig
 
 GENERATOR = "ptychojobs.study.simulate"
 GENERATOR_VERSION = "1.0"

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.files import write_json_atomic
 from app.study.blocks import (
     ProgressCallback,
     block_patterns,
@@ -32,13 +33,12 @@ from app.study.blocks import (
     default_workers,
     run_blocks,
 )
-from app.study.design import check_dose_dirnames
 from app.study.forward import centring_probe, extract_patches, forward_intensity, intensity_into
-from app.study.npz import write_json_atomic
 from app.study.objects import make_object
 from app.study.phase_c_io import run_manifest, write_dose
 from app.study.probe import load_probe, make_probe
-from app.study.scan import SCAN_KINDS, make_scan, split_midpoint, train_mask
+from app.study.scan import make_scan, split_midpoint, train_mask
+from app.study.scene import PRESETS, Scene, SimulationConfig
 
 __all__ = [
     "PRESETS",
@@ -53,64 +53,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OBJECT_STREAM, SCAN_STREAM = 0, 1
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """What to simulate; `PRESETS` holds the demo and the study's fly64 sizes."""
-
-    patch_size: int = 64
-    object_size: int = 464
-    n_positions: int = 1000
-    scan: str = "random"
-    seed: int = 42
-    doses: tuple[float, ...] = (1e3, 1e4, 1e5)
-    probe_path: Path | None = None
-    write_patches: bool = True  # the optional ground-truth `Y`
-
-    def __post_init__(self) -> None:
-        if self.patch_size < 16 or self.patch_size % 2:
-            raise ValueError(f"patch size must be an even number >= 16, got {self.patch_size}")
-        if self.object_size <= self.patch_size + 1:
-            raise ValueError(
-                f"object size {self.object_size} must exceed patch size {self.patch_size} + 1"
-            )
-        if self.scan not in SCAN_KINDS:
-            raise ValueError(f"scan must be one of {', '.join(SCAN_KINDS)}, got {self.scan!r}")
-        if self.n_positions < 2:
-            raise ValueError(f"n_positions must be at least 2, got {self.n_positions}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-        if not self.doses or any(not np.isfinite(d) or d <= 0 for d in self.doses):
-            raise ValueError(f"doses must be positive and finite, got {self.doses}")
-        check_dose_dirnames(self.doses)
-        object.__setattr__(self, "doses", tuple(sorted(float(d) for d in self.doses)))
-
-
-PRESETS: dict[str, SimulationConfig] = {
-    "demo": SimulationConfig(),
-    "fly64": SimulationConfig(patch_size=128, object_size=464, n_positions=10_304),
-}
-
-
-@dataclass(frozen=True)
-class Scene:
-    """Object, probe and scan, with positions ordered train first (the files' order)."""
-
-    obj: np.ndarray  # complex64 (H, W)
-    probe: np.ndarray  # complex64 (N, N)
-    xcoords: np.ndarray
-    ycoords: np.ndarray
-    n_train: int
-    midpoint: float
-    probe_source: str
-
-    @property
-    def n(self) -> int:
-        return int(self.xcoords.shape[0])
-
-    def split_slice(self, split: str) -> slice:
-        return slice(0, self.n_train) if split == "train" else slice(self.n_train, self.n)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import os
 import shutil
 import time
 import warnings
@@ -20,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
+from app.core.files import write_json_atomic
 from app.study.contract import ContractError
 from worker.training.bundle import BUNDLE_NAME, write_bundle
 from worker.training.callbacks import EpochHistory, ReporterCallback, TrainLog
@@ -57,7 +56,7 @@ def train(config: TrainConfig, *, reporter: ProgressReporter | None = None) -> d
         log.write(f"ERROR {type(exc).__name__}: {exc}")
         raise
     result["duration_s"] = round(time.monotonic() - started, 3)
-    _write_json_atomic(config.out_dir / RESULT_NAME, result)
+    write_json_atomic(config.out_dir / RESULT_NAME, result)
     log.write(
         f"done status={result['status']} final_loss={result['final_loss']} "
         f"duration_s={result['duration_s']}"
@@ -200,12 +199,6 @@ def _clear_previous_attempt(out_dir: Path) -> None:
     for name in (CHECKPOINT_DIR, LOG_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Readers (the worker, the manifest) never see half a result file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _finite(value: Any) -> float | None:

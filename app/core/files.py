@@ -1,0 +1,61 @@
+"""File conventions shared by the service, the study tools and the workers.
+
+JSON documents that readers may open at any moment (manifests, results, summaries) are
+written atomically: to a temporary file beside the target, fsynced, renamed over it, and
+the directory fsynced, so a reader sees the old or the new file whole, even after a crash.
+Times are UTC ISO-8601 with a trailing `Z`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write `document` as strict JSON (no NaN) to `path`, atomically and durably."""
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def isoformat_z(moment: datetime | None) -> str | None:
+    """UTC ISO-8601 with milliseconds and a trailing Z; naive datetimes are taken as UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def utc_timestamp() -> str:
+    """Now, as UTC ISO-8601 with a trailing Z."""
+    stamp = isoformat_z(datetime.now(UTC))
+    assert stamp is not None
+    return stamp
