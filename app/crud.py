@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from app import manifest, queue
 from app.core.config import Settings
+from app.core.db import sqlite_path
 from app.models import (
     HealthPublic,
     Job,
@@ -74,7 +75,7 @@ def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunC
     enumeration = _enumerate(body, design, c_root, d_root, a_root or data_root / RUNS_DIR)
     run = _new_run(body, design, c_root, d_root)
     try:
-        enumeration = _insert_run(session, run, a_root, data_root, enumeration)
+        enumeration = _insert_run(session, run, a_root, settings, enumeration)
         jobs, skips = _store_enumeration(session, run, enumeration, settings.max_attempts)
         session.commit()
     except BaseException:
@@ -120,15 +121,48 @@ def _enumerate(
 
 
 def _insert_run(
-    session: Session, run: Run, a_root: Path | None, data_root: Path, enumeration: Enumeration
+    session: Session, run: Run, a_root: Path | None, settings: Settings, enumeration: Enumeration
 ) -> Enumeration:
     """Insert the run, settle its artifact root, and place the jobs' folders under it."""
     session.add(run)
     session.flush()  # the run id names the default artifact folder
     assert run.id is not None
+    data_root = settings.data_root.resolve()
     artifact_root = a_root or data_root / RUNS_DIR / str(run.id)
+    # Checked inside the write transaction, so two submissions cannot both claim a folder.
+    conflict = _artifact_root_conflict(session, run.id, artifact_root, settings, a_root is not None)
+    if conflict is not None:
+        msg = f"{str(artifact_root)!r} {conflict}"
+        loc = ["body", "artifact_root"]
+        raise RequestInvalid([{"loc": loc, "msg": msg, "type": "artifact_root_conflict"}])
     run.artifact_root = str(artifact_root)
     return enumeration.placed_under(artifact_root)
+
+
+def _artifact_root_conflict(
+    session: Session, run_id: int, artifact_root: Path, settings: Settings, chosen: bool
+) -> str | None:
+    """Why `artifact_root` may not hold this run's files, or None when it may."""
+    # A run's folder must not hold another run's files, nor be held by another run's folder:
+    # manifests, logs and a retry's clean-up would touch the other run's files.
+    data_root = settings.data_root.resolve()
+    if artifact_root == data_root:
+        return "is the data root"
+    database = sqlite_path(settings.resolved_database_url)
+    if database is not None and _overlap(artifact_root, database):
+        return f"overlaps the database file ({database})"
+    others = select(Run.id, Run.artifact_root).where(Run.id != run_id).order_by(col(Run.id))
+    for other_id, other_root in session.exec(others):
+        if _overlap(artifact_root, Path(other_root)):
+            return f"overlaps the artifact root of run {other_id} ({other_root})"
+    runs = data_root / RUNS_DIR
+    if chosen and _overlap(artifact_root, runs):
+        return f"overlaps {runs}, which holds the default artifact folders (runs/<id>)"
+    return None
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a.is_relative_to(b) or b.is_relative_to(a)
 
 
 def _new_run(body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path) -> Run:

@@ -77,6 +77,16 @@ def read_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The resolved SQLite database file of `url`; None for in-memory and other databases."""
+    if not _is_sqlite(url):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
+
+
 @lru_cache
 def get_engine() -> Engine:
     settings = get_settings()

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.config import Settings
+from app.main import create_app
 from tests.api.conftest import StudyTree
 
 
@@ -85,3 +87,73 @@ def test_doses_sharing_a_folder_are_refused(
     detail = _refused(client, study.body(design={"doses": doses}, dry_run=True))
     assert detail[0]["loc"] == ["body", "design", "doses"]
     assert named in detail[0]["msg"] and "dose_" in detail[0]["msg"]
+
+
+def _created(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/runs", json=body)
+    assert response.status_code == 201, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("studies/a", "studies/a"),  # the same folder
+        ("studies/a", "studies"),  # a parent of it
+        ("studies/a", "studies/a/dose_1000"),  # a folder inside it
+        (None, "runs/1"),  # the first run's default folder
+    ],
+)
+def test_artifact_root_of_another_run_is_refused(
+    client: TestClient, study: StudyTree, first: str | None, second: str
+) -> None:
+    earlier = _created(client, study.body(dry_run=True, artifact_root=first))
+    manifest = Path(earlier["manifest_path"])
+    written = manifest.read_text()
+
+    response = client.post("/runs", json=study.body(dry_run=True, artifact_root=second))
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "artifact_root"]
+    assert f"run {earlier['id']} ({earlier['artifact_root']})" in error["msg"], error
+    assert client.get("/runs").json()["count"] == 1
+    assert manifest.read_text() == written
+
+
+@pytest.mark.parametrize(
+    ("artifact_root", "words"),
+    [
+        (".", "is the data root"),
+        ("db", "overlaps the database file"),
+        ("db/jobs.db", "overlaps the database file"),
+        ("runs", "default artifact folders"),
+        ("runs/12", "default artifact folders"),
+    ],
+)
+def test_artifact_root_over_the_data_root_database_or_default_folders_is_refused(
+    study: StudyTree, artifact_root: str, words: str
+) -> None:
+    database = study.data_root / "db" / "jobs.db"
+    settings = Settings(data_root=study.data_root, database_url=f"sqlite:///{database}")
+    with TestClient(create_app(settings)) as client:
+        detail = _refused(client, study.body(artifact_root=artifact_root))
+    assert detail[0]["loc"] == ["body", "artifact_root"]
+    assert words in detail[0]["msg"], detail
+    assert database.is_file()
+
+
+def test_sibling_and_default_artifact_roots_are_accepted(
+    client: TestClient, study: StudyTree
+) -> None:
+    roots = [_created(client, study.body(dry_run=True, artifact_root=root))["artifact_root"]
+             for root in ("studies/a", "studies/ab", None, "studies/b", None)]  # fmt: skip
+    data_root = study.data_root.resolve()
+    assert roots == [
+        str(data_root / "studies/a"),
+        str(data_root / "studies/ab"),
+        str(data_root / "runs/3"),
+        str(data_root / "studies/b"),
+        str(data_root / "runs/5"),
+    ]
