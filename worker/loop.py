@@ -6,13 +6,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import queue
 from app.core.config import Settings
+from app.models import AttemptOutcome
 from app.queue import ClaimedJob, HeartbeatReply, Progress
 from worker.executors.base import Execution, Executor, Outcome
 from worker.reporting import ManifestWriter, append_log
@@ -45,9 +46,12 @@ class _Watch:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to record for an attempt."""
+    """How an attempt ended, in the vocabulary the attempts table records.
 
-    action: Literal["complete", "fail", "cancel", "release", "lost"]
+    `expired` means the lease was lost (the job was taken away): nothing is recorded.
+    """
+
+    outcome: AttemptOutcome
     result: dict[str, Any] | None = None
     reason: str = ""
     progress: Progress | None = None  # reported after the last heartbeat
@@ -123,9 +127,9 @@ class Worker:
             logger.exception("could not run the attempt", extra=extra)
             reason = f"{type(exc).__name__}: {exc}"
             verdict = (
-                Verdict("release", reason=reason)
+                Verdict(AttemptOutcome.interrupted, reason=reason)
                 if self.stop.count
-                else Verdict("fail", reason=reason)
+                else Verdict(AttemptOutcome.failed, reason=reason)
             )
         finally:
             if execution is not None:
@@ -144,15 +148,19 @@ class Worker:
                 return replace(verdict, progress=watch.latest)
             now = time.monotonic()
             if watch.beat_due(now) and self._beat(job, execution, watch, now):
-                return Verdict("lost")
+                return Verdict(AttemptOutcome.expired)
             if self.stop.count:
                 grace_s = self.settings.shutdown_grace_s if self.stop.count == 1 else 0.0
                 watch.kill_at = min(watch.kill_at, self.stop.first_at + grace_s)
             if now >= watch.kill_at:
                 execution.kill()
                 if watch.cancel:
-                    return Verdict("cancel", reason="cancelled; killed after the grace period")
-                return Verdict("release", reason="worker stopped before the job finished")
+                    return Verdict(
+                        AttemptOutcome.cancelled, reason="cancelled; killed after the grace period"
+                    )
+                return Verdict(
+                    AttemptOutcome.interrupted, reason="worker stopped before the job finished"
+                )
             self._maybe_reap()
             self._manifests.flush()
 
@@ -189,7 +197,7 @@ class Worker:
 
     def _record(self, job: ClaimedJob, verdict: Verdict) -> None:
         extra = {"run_id": job.run_id, "job_id": job.job_id}
-        if verdict.action == "lost":
+        if verdict.outcome == AttemptOutcome.expired:
             logger.warning("lease lost: the job was taken away; dropping this attempt", extra=extra)
             return
         for delay_s in _RECORD_RETRY_DELAYS_S:
@@ -204,12 +212,14 @@ class Worker:
             logger.error("gave up recording the attempt; its lease will expire", extra=extra)
             return
         if not recorded:
-            logger.warning("lease lost before the %s was recorded", verdict.action, extra=extra)
+            logger.warning(
+                "lease lost before the %s was recorded", verdict.outcome.value, extra=extra
+            )
             return
         summary = verdict.reason.splitlines()[0] if verdict.reason else ""
-        logger.info("attempt %d: %s %s", job.attempt, verdict.action, summary, extra=extra)
-        if verdict.action != "complete":
-            append_log(job.log_path, f"attempt {job.attempt} {verdict.action}: {summary}")
+        logger.info("attempt %d: %s %s", job.attempt, verdict.outcome.value, summary, extra=extra)
+        if verdict.outcome != AttemptOutcome.succeeded:
+            append_log(job.log_path, f"attempt {job.attempt} {verdict.outcome.value}: {summary}")
         self._manifests.job_ended(job.run_id)
 
     def _maybe_reap(self) -> None:
@@ -232,20 +242,22 @@ def _judge(outcome: Outcome, *, cancel: bool, shutdown: bool) -> Verdict:
         try:  # a result the database would refuse must fail the attempt, not stall it
             json.dumps(outcome.result, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            return Verdict("fail", reason=f"the result is not storable as JSON: {exc}")
-        return Verdict("complete", result=outcome.result)
+            return Verdict(
+                AttemptOutcome.failed, reason=f"the result is not storable as JSON: {exc}"
+            )
+        return Verdict(AttemptOutcome.succeeded, result=outcome.result)
     if cancel:
-        return Verdict("cancel", reason="cancelled")
+        return Verdict(AttemptOutcome.cancelled, reason="cancelled")
     if outcome.status == "stopped":
         if shutdown:
-            return Verdict("release", reason="stopped while the worker shut down")
-        return Verdict("fail", reason="training stopped without being asked to")
-    return Verdict("fail", reason=outcome.error or "unknown failure")
+            return Verdict(AttemptOutcome.interrupted, reason="stopped while the worker shut down")
+        return Verdict(AttemptOutcome.failed, reason="training stopped without being asked to")
+    return Verdict(AttemptOutcome.failed, reason=outcome.error or "unknown failure")
 
 
 def _write_verdict(engine: Engine, job: ClaimedJob, verdict: Verdict) -> bool:
     job_id, token = job.job_id, job.lease_token
-    if verdict.action == "complete":
+    if verdict.outcome == AttemptOutcome.succeeded:
         return queue.complete_job(
             engine=engine,
             job_id=job_id,
@@ -253,10 +265,10 @@ def _write_verdict(engine: Engine, job: ClaimedJob, verdict: Verdict) -> bool:
             result=verdict.result or {},
             progress=verdict.progress,
         )
-    if verdict.action == "fail":
+    if verdict.outcome == AttemptOutcome.failed:
         error = verdict.reason
         return queue.fail_attempt(engine=engine, job_id=job_id, lease_token=token, error=error)
-    if verdict.action == "cancel":
+    if verdict.outcome == AttemptOutcome.cancelled:
         return queue.confirm_cancelled(engine=engine, job_id=job_id, lease_token=token)
     reason = verdict.reason
     return queue.release_job(engine=engine, job_id=job_id, lease_token=token, reason=reason)

@@ -1,6 +1,6 @@
 """The job queue: the only code that changes a job's status.
 
-Every change is the conditional UPDATE of `_switch` (WHERE status = source), checked
+Every change is the conditional UPDATE of `switch_status` (WHERE status = source), checked
 against the table of allowed transitions; a write from a worker also names the job's lease
 token, so a write that matches no row means the job was taken away (lease expired and
 reaped, cancelled). Each worker call is one short write transaction (`BEGIN IMMEDIATE` on
@@ -22,7 +22,7 @@ from app.queue.leases import (
     release_job,
 )
 from app.queue.reaper import requeue_expired
-from app.queue.switch import ATTEMPT, ERROR_MAX_CHARS, JOB, RUN
+from app.queue.statements import ATTEMPT, ERROR_MAX_CHARS, JOB, RUN
 from app.queue.transitions import (
     ALLOWED_TRANSITIONS,
     InvalidTransition,

@@ -8,7 +8,7 @@ from sqlalchemy import CursorResult, bindparam, select, update
 from sqlmodel import Session
 
 from app.models import Job, JobStatus, Run, utcnow
-from app.queue.switch import _LEASE_CLEARED, JOB, _switch
+from app.queue.statements import JOB, LEASE_CLEARED, switch_status
 from app.queue.transitions import InvalidTransition, JobNotFound, RunNotFound
 
 _ASK_TO_CANCEL = (
@@ -22,7 +22,7 @@ def cancel_job(*, session: Session, job_id: int) -> Job:
     """Cancel a queued job now; ask a running job to stop (its worker confirms)."""
     conn = session.connection()
     now = utcnow()
-    if not _switch(
+    if not switch_status(
         conn, job_id, JobStatus.queued, JobStatus.cancelled, values={"finished_at": now}
     ):
         asked = conn.execute(_ASK_TO_CANCEL, {"b_id": job_id, "updated_at": now})
@@ -75,10 +75,12 @@ def retry_run(*, session: Session, run_id: int) -> list[Job]:
         "error": None,
         "result": None,
         "finished_at": None,
-        **_LEASE_CLEARED,
+        **LEASE_CLEARED,
     }
     retried = [
-        row.id for row in rows if _switch(conn, row.id, row.status, JobStatus.queued, values=values)
+        row.id
+        for row in rows
+        if switch_status(conn, row.id, row.status, JobStatus.queued, values=values)
     ]
     jobs = [session.get(Job, job_id, populate_existing=True) for job_id in retried]
     return [job for job in jobs if job is not None]

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Dialect
 
 from app.core.db import Prepared
 from app.models import JobStatus
-from app.queue.switch import _END_ATTEMPT, _LEASE_CLEARED, _SWITCH_FENCED, ATTEMPT, JOB, RUN
+from app.queue.statements import ATTEMPT, END_ATTEMPT, JOB, LEASE_CLEARED, RUN, SWITCH_FENCED
 
 _OLDEST_QUEUED = (
     select(JOB.c.id)
@@ -39,13 +39,13 @@ _CLAIM = (
     .values(attempts=JOB.c.attempts + 1)
     .returning(*_CLAIMED)
 )
-_CLAIMED_NAMES = tuple(column.name for column in _CLAIMED)
+CLAIMED_NAMES = tuple(column.name for column in _CLAIMED)
 _INSERT_ATTEMPT = insert(ATTEMPT)
 _RUN_OPTIONS = select(RUN.c.training, RUN.c.execution, RUN.c.design).where(
     RUN.c.id == bindparam("b_run")
 )
-_RunOptions = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
-_RUN_OPTIONS_CACHE: weakref.WeakKeyDictionary[Engine, dict[int, _RunOptions]] = (
+RunOptions = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+_RUN_OPTIONS_CACHE: weakref.WeakKeyDictionary[Engine, dict[int, RunOptions]] = (
     weakref.WeakKeyDictionary()
 )
 _RUN_OPTIONS_CACHE_SIZE = 256
@@ -61,17 +61,17 @@ _HEARTBEAT = (
 
 
 # The columns each hot statement sets (its SET clause is compiled for exactly these).
-_PROGRESS_KEYS = ("progress_epoch", "progress_step", "progress_loss")
+PROGRESS_KEYS = ("progress_epoch", "progress_step", "progress_loss")
 _CLAIM_KEYS = (
     *("status", "lease_token", "lease_owner", "lease_expires_at", "started_at", "updated_at"),
-    *_PROGRESS_KEYS,
+    *PROGRESS_KEYS,
 )
 _ATTEMPT_KEYS = ("job_id", "number", "worker", "lease_token", "started_at", "outcome")
 _BEAT_KEYS = ("lease_expires_at", "updated_at")
-_COMPLETE_KEYS = ("status", "result", "error", "finished_at", "updated_at", *_LEASE_CLEARED)
+_COMPLETE_KEYS = ("status", "result", "error", "finished_at", "updated_at", *LEASE_CLEARED)
 
 
-class _HotPath:
+class HotPath:
     """The statements a worker runs per job, compiled once for one engine's dialect.
 
     They run through `driver_transaction`, which keeps the write lock for the SQL alone:
@@ -81,34 +81,34 @@ class _HotPath:
     def __init__(self, dialect: Dialect) -> None:
         self.claim = Prepared(_CLAIM, dialect, _CLAIM_KEYS)
         self.insert_attempt = Prepared(_INSERT_ATTEMPT, dialect, _ATTEMPT_KEYS)
-        self.end_attempt = Prepared(_END_ATTEMPT, dialect, ("outcome", "ended_at", "error"))
+        self.end_attempt = Prepared(END_ATTEMPT, dialect, ("outcome", "ended_at", "error"))
         self.heartbeat = {
             False: Prepared(_HEARTBEAT, dialect, _BEAT_KEYS),
-            True: Prepared(_HEARTBEAT, dialect, (*_BEAT_KEYS, *_PROGRESS_KEYS)),
+            True: Prepared(_HEARTBEAT, dialect, (*_BEAT_KEYS, *PROGRESS_KEYS)),
         }
         self.complete = {
-            False: Prepared(_SWITCH_FENCED, dialect, _COMPLETE_KEYS),
-            True: Prepared(_SWITCH_FENCED, dialect, (*_COMPLETE_KEYS, *_PROGRESS_KEYS)),
+            False: Prepared(SWITCH_FENCED, dialect, _COMPLETE_KEYS),
+            True: Prepared(SWITCH_FENCED, dialect, (*_COMPLETE_KEYS, *PROGRESS_KEYS)),
         }
 
 
-_HOT_PATHS: weakref.WeakKeyDictionary[Engine, _HotPath] = weakref.WeakKeyDictionary()
+_HOT_PATHS: weakref.WeakKeyDictionary[Engine, HotPath] = weakref.WeakKeyDictionary()
 
 
-def _hot_path(engine: Engine) -> _HotPath:
+def hot_path_for(engine: Engine) -> HotPath:
     hot = _HOT_PATHS.get(engine)
     if hot is None:
-        hot = _HOT_PATHS[engine] = _HotPath(engine.dialect)
+        hot = _HOT_PATHS[engine] = HotPath(engine.dialect)
     return hot
 
 
 def warm_up(engine: Engine) -> None:
     """Compile the worker's statements and open a pooled connection, before the first claim."""
-    _hot_path(engine)
+    hot_path_for(engine)
     engine.raw_connection().close()
 
 
-def _run_options(engine: Engine, run_id: int) -> _RunOptions:
+def run_options(engine: Engine, run_id: int) -> RunOptions:
     """A run's training/execution/design dicts; cached, as a run's options never change."""
     cache = _RUN_OPTIONS_CACHE.setdefault(engine, {})
     options = cache.get(run_id)

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, bindparam, select
 
 from app.core.db import driver_transaction
 from app.models import AttemptOutcome, JobStatus, utcnow
-from app.queue.hot_path import _CLAIMED_NAMES, _PROGRESS_KEYS, _hot_path, _run_options
-from app.queue.switch import _LEASE_CLEARED, JOB, _clip, _end_attempt, _switch
-from app.queue.transitions import _after_failure, check_transition
+from app.queue.hot_path import CLAIMED_NAMES, PROGRESS_KEYS, hot_path_for, run_options
+from app.queue.statements import JOB, LEASE_CLEARED, clip_error, end_attempt, switch_status
+from app.queue.transitions import check_transition, status_after_failure
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ _HELD = (
 def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob | None:
     """Lease the oldest queued job (run, then position) to `worker`; None when none is queued."""
     check_transition(JobStatus.queued, JobStatus.running)
-    hot = _hot_path(engine)
+    hot = hot_path_for(engine)
     now = utcnow()
     token = uuid.uuid4().hex
     lease = {
@@ -80,7 +80,7 @@ def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob
         "started_at": now,
         "updated_at": now,
         # progress is the current attempt's
-        **dict.fromkeys(_PROGRESS_KEYS),
+        **dict.fromkeys(PROGRESS_KEYS),
     }
     attempt = {
         "worker": worker,
@@ -93,10 +93,10 @@ def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob
         rows = transaction.execute(claim).fetchall()
         if not rows:
             return None
-        job = dict(zip(_CLAIMED_NAMES, rows[0], strict=True))
+        job = dict(zip(CLAIMED_NAMES, rows[0], strict=True))
         attempt |= {"job_id": job["id"], "number": job["attempts"]}
         transaction.execute(hot.insert_attempt.bind(attempt))
-    training, execution, design = _run_options(engine, job["run_id"])
+    training, execution, design = run_options(engine, job["run_id"])
     return ClaimedJob(
         job_id=job["id"],
         run_id=job["run_id"],
@@ -134,7 +134,7 @@ def heartbeat(
         "updated_at": now,
     }
     params |= _progress_values(progress)
-    beat = _hot_path(engine).heartbeat[progress is not None].bind(params)
+    beat = hot_path_for(engine).heartbeat[progress is not None].bind(params)
     with driver_transaction(engine) as transaction:
         rows = transaction.execute(beat).fetchall()
     if not rows:
@@ -162,11 +162,11 @@ def complete_job(
 ) -> bool:
     """Record the attempt's result: running → succeeded. False when the lease was lost."""
     check_transition(JobStatus.running, JobStatus.succeeded)
-    hot = _hot_path(engine)
+    hot = hot_path_for(engine)
     now = utcnow()
     fence = {"b_id": job_id, "b_from": JobStatus.running, "b_token": lease_token}
     values = {"status": JobStatus.succeeded, "result": result, "error": None, "finished_at": now}
-    values |= {"updated_at": now, **_LEASE_CLEARED, **_progress_values(progress)}
+    values |= {"updated_at": now, **LEASE_CLEARED, **_progress_values(progress)}
     complete = hot.complete[progress is not None].bind(fence | values)
     ended = {"outcome": AttemptOutcome.succeeded, "ended_at": now, "error": None}
     end = hot.end_attempt.bind({"b_job": job_id, "b_token": lease_token, **ended})
@@ -184,13 +184,15 @@ def fail_attempt(*, engine: Engine, job_id: int, lease_token: str, error: str) -
         if row is None:
             return False
         failures = row.failures + 1
-        target = _after_failure(failures, row.max_attempts, row.cancel_requested)
-        values = {"failures": failures, "error": _clip(error), **_LEASE_CLEARED}
+        target = status_after_failure(failures, row.max_attempts, row.cancel_requested)
+        values = {"failures": failures, "error": clip_error(error), **LEASE_CLEARED}
         if target is not JobStatus.queued:
             values["finished_at"] = utcnow()
-        done = _switch(conn, job_id, JobStatus.running, target, token=lease_token, values=values)
+        done = switch_status(
+            conn, job_id, JobStatus.running, target, token=lease_token, values=values
+        )
         if done:
-            _end_attempt(conn, job_id, lease_token, AttemptOutcome.failed, error)
+            end_attempt(conn, job_id, lease_token, AttemptOutcome.failed, error)
     return done
 
 
@@ -199,25 +201,27 @@ def release_job(*, engine: Engine, job_id: int, lease_token: str, reason: str) -
     with engine.begin() as conn:
         held = conn.execute(_HELD, {"b_id": job_id, "b_token": lease_token}).first()
         target = JobStatus.cancelled if held and held.cancel_requested else JobStatus.queued
-        values: dict[str, Any] = dict(_LEASE_CLEARED)
+        values: dict[str, Any] = dict(LEASE_CLEARED)
         if target is JobStatus.cancelled:
             values["finished_at"] = utcnow()
-        done = _switch(conn, job_id, JobStatus.running, target, token=lease_token, values=values)
+        done = switch_status(
+            conn, job_id, JobStatus.running, target, token=lease_token, values=values
+        )
         if done:
-            _end_attempt(conn, job_id, lease_token, AttemptOutcome.interrupted, reason)
+            end_attempt(conn, job_id, lease_token, AttemptOutcome.interrupted, reason)
     return done
 
 
 def confirm_cancelled(*, engine: Engine, job_id: int, lease_token: str) -> bool:
     """The worker stopped a job whose cancel was requested: running → cancelled."""
-    values = {"finished_at": utcnow(), **_LEASE_CLEARED}
+    values = {"finished_at": utcnow(), **LEASE_CLEARED}
     with engine.begin() as conn:
         held = conn.execute(_HELD, {"b_id": job_id, "b_token": lease_token}).first()
         if held is None or not held.cancel_requested:
             return False
-        done = _switch(
+        done = switch_status(
             conn, job_id, JobStatus.running, JobStatus.cancelled, token=lease_token, values=values
         )
         if done:
-            _end_attempt(conn, job_id, lease_token, AttemptOutcome.cancelled, "cancel requested")
+            end_attempt(conn, job_id, lease_token, AttemptOutcome.cancelled, "cancel requested")
     return done

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, select
 
 from app.models import AttemptOutcome, JobStatus, utcnow
-from app.queue.switch import _LEASE_CLEARED, JOB, _end_attempt, _switch
-from app.queue.transitions import _after_failure
+from app.queue.statements import JOB, LEASE_CLEARED, end_attempt, switch_status
+from app.queue.transitions import status_after_failure
 
 _EXPIRED = (
     select(JOB)
@@ -33,11 +33,13 @@ def _reap_one(conn: Connection, row: Any) -> bool:
     expired_at = row.lease_expires_at.isoformat(timespec="seconds")
     reason = f"lease expired at {expired_at} without a heartbeat from worker {row.lease_owner}"
     failures = row.failures + 1
-    target = _after_failure(failures, row.max_attempts, row.cancel_requested)
-    values: dict[str, Any] = {"failures": failures, "error": reason, **_LEASE_CLEARED}
+    target = status_after_failure(failures, row.max_attempts, row.cancel_requested)
+    values: dict[str, Any] = {"failures": failures, "error": reason, **LEASE_CLEARED}
     if target is not JobStatus.queued:
         values["finished_at"] = utcnow()
-    done = _switch(conn, row.id, JobStatus.running, target, token=row.lease_token, values=values)
+    done = switch_status(
+        conn, row.id, JobStatus.running, target, token=row.lease_token, values=values
+    )
     if done:
-        _end_attempt(conn, row.id, row.lease_token, AttemptOutcome.expired, reason)
+        end_attempt(conn, row.id, row.lease_token, AttemptOutcome.expired, reason)
     return done

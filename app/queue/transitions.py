@@ -48,7 +48,7 @@ def check_transition(source: JobStatus, target: JobStatus) -> None:
         raise InvalidTransition(f"a {source} job cannot become {target}")
 
 
-def _after_failure(failures: int, max_attempts: int, cancel_requested: bool) -> JobStatus:
+def status_after_failure(failures: int, max_attempts: int, cancel_requested: bool) -> JobStatus:
     if cancel_requested:
         return JobStatus.cancelled  # a cancelled job is never retried automatically
     return JobStatus.queued if failures < max_attempts else JobStatus.failed

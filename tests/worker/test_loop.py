@@ -67,7 +67,7 @@ def test_runs_jobs_records_results_failures_and_manifest(
     assert bad.failures == 2 and bad.error is not None
     assert bad.error.startswith("RuntimeError: bad input at position 1")
     assert [a.outcome for a in attempts_of(engine, bad.id or 0)] == [AttemptOutcome.failed] * 2
-    assert "attempt 2 fail: RuntimeError: bad input" in Path(bad.log_path).read_text()
+    assert "attempt 2 failed: RuntimeError: bad input" in Path(bad.log_path).read_text()
     manifest = json.loads((tmp_path / "artifacts" / "training_manifest.json").read_text())
     assert [j["status"] for j in manifest["jobs"]] == ["succeeded", "failed", "succeeded"]
     assert len(manifest["jobs"][1]["attempts"]) == 2

@@ -1,4 +1,5 @@
-"""The one status change (`_switch`) and the attempt bookkeeping every caller shares."""
+"""The queue's tables and prebuilt statements, the one status change (`switch_status`),
+and the attempt bookkeeping every caller shares."""
 
 from __future__ import annotations
 
@@ -15,21 +16,21 @@ ATTEMPT: Table = metadata.tables["attempt"]
 RUN: Table = metadata.tables["run"]
 
 ERROR_MAX_CHARS = 8_000
-_LEASE_CLEARED = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
+LEASE_CLEARED = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
 
 # Statements are built once: building and hashing a statement per call costs more than
 # running it on SQLite. Values that vary by call site are passed as execute() parameters
 # named after their columns; `b_*` names are the WHERE clause's bound values. The worker's
 # per-job statements (claim, heartbeat, complete) are also compiled once per engine and run
-# on the driver's cursor (`_HotPath`); the rarer calls go through `Connection.execute`.
-_SWITCH = update(JOB).where(JOB.c.id == bindparam("b_id"), JOB.c.status == bindparam("b_from"))
-_SWITCH_FENCED = _SWITCH.where(JOB.c.lease_token == bindparam("b_token"))
-_END_ATTEMPT = update(ATTEMPT).where(
+# on the driver's cursor (`HotPath`); the rarer calls go through `Connection.execute`.
+SWITCH = update(JOB).where(JOB.c.id == bindparam("b_id"), JOB.c.status == bindparam("b_from"))
+SWITCH_FENCED = SWITCH.where(JOB.c.lease_token == bindparam("b_token"))
+END_ATTEMPT = update(ATTEMPT).where(
     ATTEMPT.c.job_id == bindparam("b_job"), ATTEMPT.c.lease_token == bindparam("b_token")
 )
 
 
-def _switch(
+def switch_status(
     conn: Connection,
     job_id: int,
     source: JobStatus,
@@ -43,28 +44,28 @@ def _switch(
     params = {"b_id": job_id, "b_from": source, "status": target, "updated_at": utcnow()}
     params.update(values or {})
     if token is None:
-        result = conn.execute(_SWITCH, params)
+        result = conn.execute(SWITCH, params)
     else:
-        result = conn.execute(_SWITCH_FENCED, {**params, "b_token": token})
+        result = conn.execute(SWITCH_FENCED, {**params, "b_token": token})
     return cast(CursorResult[Any], result).rowcount == 1
 
 
-def _end_attempt(
+def end_attempt(
     conn: Connection, job_id: int, token: str, outcome: AttemptOutcome, error: str | None
 ) -> None:
     conn.execute(
-        _END_ATTEMPT,
+        END_ATTEMPT,
         {
             "b_job": job_id,
             "b_token": token,
             "outcome": outcome,
             "ended_at": utcnow(),
-            "error": _clip(error),
+            "error": clip_error(error),
         },
     )
 
 
-def _clip(text: str | None) -> str | None:
+def clip_error(text: str | None) -> str | None:
     if text is None or len(text) <= ERROR_MAX_CHARS:
         return text
     return "…" + text[-ERROR_MAX_CHARS:]  # the end of a traceback says the most
