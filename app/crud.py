@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,14 @@ def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunC
     try:
         enumeration = _insert_run(session, run, a_root, settings, enumeration)
         jobs, skips = _store_enumeration(session, run, enumeration, settings.max_attempts)
+        # Before commit: a run whose files cannot be written is refused, never stored.
+        _write_run_files(Path(run.artifact_root), enumeration, dry_run=body.dry_run)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     assert run.id is not None
     logger.info("created run with %d jobs", len(jobs), extra={"run_id": run.id})
-    if body.dry_run:
-        write_dry_run_logs(enumeration.jobs)
     _write_manifest(session, run.id)
     session.commit()  # end the manifest's read transaction: on SQLite it holds the lock
     public = run_public(run, Counter(job.status for job in jobs), len(skips))
@@ -163,6 +164,24 @@ def _artifact_root_conflict(
 
 def _overlap(a: Path, b: Path) -> bool:
     return a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def _write_run_files(artifact_root: Path, enumeration: Enumeration, *, dry_run: bool) -> None:
+    """Create the run's folder and, for a dry run, each job's train.log line."""
+    created = False
+    try:
+        created = not artifact_root.exists()
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        if dry_run:
+            write_dry_run_logs(enumeration.jobs)
+    except OSError as exc:
+        if created:  # the run is refused; a later run may get the same id, so the same folder
+            shutil.rmtree(artifact_root, ignore_errors=True)
+        msg = f"{str(artifact_root)!r} could not be written: {exc.strerror or exc}"
+        loc = ["body", "artifact_root"]
+        raise RequestInvalid(
+            [{"loc": loc, "msg": msg, "type": "artifact_root_unwritable"}]
+        ) from exc
 
 
 def _new_run(body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path) -> Run:

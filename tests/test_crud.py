@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from sqlmodel import Session, select
 from app import crud, queue
 from app.core.config import Settings
 from app.models import Attempt, Job, Run, RunCreate, SkipEvent
-from app.study.jobs import Enumeration
+from app.study.jobs import Enumeration, JobSpec
 from tests.api.conftest import make_study_tree
 
 
@@ -110,3 +112,30 @@ def test_jobs_are_enumerated_before_the_write_lock_is_taken(
     )
     assert created.job_count == 8
     assert _rows(session) == {"Run": 1, "Job": 8, "SkipEvent": 1, "Attempt": 0}
+
+
+def test_dry_run_refused_on_a_full_disk_leaves_no_row_and_no_folder(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = make_study_tree(settings.data_root)
+    body = RunCreate.model_validate(tree.body(filters={"dose": 1e4}, dry_run=True))
+    write_dry_run_logs = crud.write_dry_run_logs
+
+    def disk_fills_up(jobs: list[JobSpec]) -> None:
+        write_dry_run_logs(jobs[:1])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(crud, "write_dry_run_logs", disk_fills_up)
+    with pytest.raises(crud.RequestInvalid) as refused:
+        crud.create_run(session=session, body=body, settings=settings)
+    (error,) = refused.value.errors
+    assert error["loc"] == ["body", "artifact_root"]
+    assert "No space left on device" in error["msg"]
+    assert _rows(session) == {"Run": 0, "Job": 0, "SkipEvent": 0, "Attempt": 0}
+    assert not (settings.data_root / "runs" / "1").exists()
+
+    monkeypatch.setattr(crud, "write_dry_run_logs", write_dry_run_logs)
+    created = crud.create_run(session=session, body=body, settings=settings)
+    assert created.id == 1  # the refused run's id, and so its folder, is used again
+    log = Path(created.jobs[0].log_path).read_text()
+    assert log == "DRY RUN: baseline dose=10000.0 gridsize=1\n"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from tests.api.conftest import StudyTree, make_study_tree
 
@@ -125,3 +127,33 @@ def test_both_phase_d_layouts_are_read(client: TestClient, data_root: Path) -> N
         (job,) = response.json()["jobs"]
         assert Path(job["train_data_path"]) == tree.phase_d.resolve() / "dose_10000/dense" / name
         assert response.json()["skipped_views"] == []
+
+
+def _rows(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            table: connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+            for table in ("run", "job", "skipevent")
+        }
+
+
+@pytest.mark.parametrize("blocked", ["name_too_long", "file_in_the_way"])
+def test_dry_run_whose_files_cannot_be_written_stores_nothing(
+    client: TestClient, api_engine: Engine, study: StudyTree, blocked: str
+) -> None:
+    if blocked == "name_too_long":
+        artifact_root = "x" * 300  # longer than a file name may be
+    else:
+        artifact_root = "blocked"
+        (study.data_root / "blocked").mkdir()
+        (study.data_root / "blocked" / "dose_1000").write_text("not a folder")
+    body = study.body(filters={"dose": 1000}, dry_run=True, artifact_root=artifact_root)
+
+    response = client.post("/runs", json=body)
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "artifact_root"]
+    assert "could not be written" in error["msg"], error
+    assert _rows(api_engine) == {"run": 0, "job": 0, "skipevent": 0}
+    assert _runs_stored(client) == 0
