@@ -101,7 +101,8 @@ class Job(SQLModel, table=True):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = Field(default=None, index=True)
     cancel_requested: bool = False
-    progress_epoch: int | None = None
+    progress_epoch: int | None = Field(default=None, description="Epoch in progress, from 1")
+    progress_epochs: int | None = Field(default=None, description="Epochs the attempt will run")
     progress_step: int | None = None
     progress_loss: float | None = None
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
@@ -217,7 +218,8 @@ class RunCreate(BaseModel):
 
 
 class JobProgress(BaseModel):
-    epoch: int | None = None
+    epoch: int | None = PydanticField(None, description="Epoch in progress, counted from 1")
+    epochs: int | None = PydanticField(None, description="Epochs the attempt will run")
     step: int | None = None
     loss: float | None = None
 

@@ -21,6 +21,8 @@ from app.models import (
     derive_run_status,
 )
 
+PROGRESS_COLUMNS = {"progress_epoch", "progress_epochs", "progress_step", "progress_loss"}
+
 
 def derive_status(counts: Counter[JobStatus]) -> RunStatus:
     """A run's status from its jobs' status counts."""
@@ -62,6 +64,11 @@ def jobs_public(session: Session, jobs: list[Job]) -> list[JobPublic]:
 
 def job_public(job: Job, history: list[AttemptPublic]) -> JobPublic:
     """One job, its progress columns gathered into `progress`."""
-    fields = job.model_dump(exclude={"progress_epoch", "progress_step", "progress_loss"})
-    progress = JobProgress(epoch=job.progress_epoch, step=job.progress_step, loss=job.progress_loss)
+    fields = job.model_dump(exclude=PROGRESS_COLUMNS)
+    progress = JobProgress(
+        epoch=job.progress_epoch,
+        epochs=job.progress_epochs,
+        step=job.progress_step,
+        loss=job.progress_loss,
+    )
     return JobPublic.model_validate({**fields, "progress": progress, "attempt_history": history})

@@ -42,11 +42,11 @@ class _FirstStep:
     def __init__(self, reporter: Any, times: dict[str, float], path: Path) -> None:
         self._reporter, self._times, self._path = reporter, times, path
 
-    def on_progress(self, *, epoch: int, step: int, loss: float) -> None:
+    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
         if "first_step" not in self._times:
             self._times["first_step"] = time.time()
             self._path.write_text(json.dumps(self._times))
-        self._reporter.on_progress(epoch=epoch, step=step, loss=loss)
+        self._reporter.on_progress(epoch=epoch, epochs=epochs, step=step, loss=loss)
 
     def should_stop(self) -> bool:
         return bool(self._reporter.should_stop())

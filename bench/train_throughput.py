@@ -31,7 +31,7 @@ TARGET_RATIO = 1.10
 
 
 class _NullReporter:
-    def on_progress(self, *, epoch: int, step: int, loss: float) -> None:
+    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
         pass
 
     def should_stop(self) -> bool:
@@ -44,7 +44,7 @@ def lightning_fit_s(config: TrainConfig, data: PtychoDataModule) -> float:
     model = build_model(config, data)
     callbacks = [
         EpochHistory(TrainLog(config.out_dir / "train.log"), config.epochs),
-        ReporterCallback(_NullReporter()),
+        ReporterCallback(_NullReporter(), config.epochs),
     ]
     with quiet_lightning(), expected_warnings():
         trainer = build_trainer(config, data, callbacks)  # type: ignore[arg-type]

@@ -82,13 +82,14 @@ def test_heartbeat_extends_lease_and_stores_progress(engine: Engine, tmp_path: P
         job_id=job.job_id,
         lease_token=job.lease_token,
         lease_s=LEASE_S * 10,
-        progress=queue.Progress(epoch=2, step=40, loss=0.25),
+        progress=queue.Progress(epoch=2, epochs=5, step=40, loss=0.25),
     )
 
     assert reply == queue.HeartbeatReply(lost=False, cancel_requested=False)
     stored = read_job(engine, job.job_id)
     assert stored.lease_expires_at is not None and stored.lease_expires_at > before
-    assert (stored.progress_epoch, stored.progress_step, stored.progress_loss) == (2, 40, 0.25)
+    progress = (stored.progress_epoch, stored.progress_epochs, stored.progress_step)
+    assert progress == (2, 5, 40) and stored.progress_loss == 0.25
     lost = queue.heartbeat(engine=engine, job_id=job.job_id, lease_token="other", lease_s=1.0)
     assert lost.lost
 
@@ -414,7 +415,7 @@ def test_postgres_heartbeat_fences_and_reports_cancel(pg_engine: Engine, tmp_pat
     job = claim(pg_engine)
     lease = {"engine": pg_engine, "job_id": job.job_id, "lease_token": job.lease_token}
 
-    beat = queue.heartbeat(**lease, lease_s=LEASE_S, progress=queue.Progress(1, 7, 0.5))
+    beat = queue.heartbeat(**lease, lease_s=LEASE_S, progress=queue.Progress(1, 3, 7, 0.5))
     assert beat == queue.HeartbeatReply(lost=False, cancel_requested=False)
     with Session(pg_engine) as session:
         queue.cancel_job(session=session, job_id=job.job_id)
@@ -423,6 +424,7 @@ def test_postgres_heartbeat_fences_and_reports_cancel(pg_engine: Engine, tmp_pat
     assert queue.heartbeat(**{**lease, "lease_token": "stale"}, lease_s=LEASE_S).lost
 
     stored = read_job(pg_engine, job.job_id)
-    assert (stored.progress_epoch, stored.progress_step, stored.progress_loss) == (1, 7, 0.5)
+    progress = (stored.progress_epoch, stored.progress_epochs, stored.progress_step)
+    assert progress == (1, 3, 7) and stored.progress_loss == 0.5
     assert stored.lease_expires_at is not None and stored.lease_expires_at > utcnow()
     assert queue.confirm_cancelled(**lease)

@@ -36,6 +36,14 @@ def _status(status: str) -> str:
     return f"[{style}]{status}[/{style}]" if style else status
 
 
+def _epoch(progress: dict[str, Any]) -> str:
+    """`2/5` (the epoch in progress, from 1, of the total), or the epoch alone, or `-`."""
+    epoch, epochs = progress.get("epoch"), progress.get("epochs")
+    if epoch is None:
+        return "-"
+    return f"{epoch}/{epochs}" if epochs is not None else str(epoch)
+
+
 def progress_table(jobs: list[dict[str, Any]], *, title: str) -> Table:
     """One row per job: status, attempts and live progress."""
     table = Table(title=title)
@@ -50,7 +58,7 @@ def progress_table(jobs: list[dict[str, Any]], *, title: str) -> Table:
             str(job["gridsize"]),
             _status(job["status"]),
             str(job["attempts"]),
-            str(progress.get("epoch") if progress.get("epoch") is not None else "-"),
+            _epoch(progress),
             str(progress.get("step") if progress.get("step") is not None else "-"),
             _number(progress.get("loss")),
         )

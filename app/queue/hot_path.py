@@ -61,7 +61,7 @@ _HEARTBEAT = (
 
 
 # The columns each hot statement sets (its SET clause is compiled for exactly these).
-PROGRESS_KEYS = ("progress_epoch", "progress_step", "progress_loss")
+PROGRESS_KEYS = ("progress_epoch", "progress_epochs", "progress_step", "progress_loss")
 _CLAIM_KEYS = (
     *("status", "lease_token", "lease_owner", "lease_expires_at", "started_at", "updated_at"),
     *PROGRESS_KEYS,

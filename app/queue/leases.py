@@ -22,7 +22,10 @@ from app.queue.transitions import check_transition, status_after_failure
 
 @dataclass(frozen=True)
 class Progress:
+    """A running attempt's latest report: epoch (from 1) of epochs, step and loss."""
+
     epoch: int
+    epochs: int
     step: int
     loss: float
 
@@ -147,6 +150,7 @@ def _progress_values(progress: Progress | None) -> dict[str, Any]:
         return {}
     return {
         "progress_epoch": progress.epoch,
+        "progress_epochs": progress.epochs,
         "progress_step": progress.step,
         "progress_loss": progress.loss,
     }

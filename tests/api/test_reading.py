@@ -51,7 +51,7 @@ def test_run_jobs_skips_and_job_read_back(client: TestClient, study: StudyTree) 
     assert skips["data"][0]["train_exists"] is False
     job = client.get(f"/jobs/{jobs['data'][0]['id']}").json()
     assert job["status"] == "queued" and job["attempts"] == 0
-    assert job["progress"] == {"epoch": None, "step": None, "loss": None}
+    assert job["progress"] == {"epoch": None, "epochs": None, "step": None, "loss": None}
     assert job["attempt_history"] == [] and job["result"] is None
     assert job["artifact_dir"].endswith("dose_10000/sparse/gs2")
 

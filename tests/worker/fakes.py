@@ -63,7 +63,7 @@ def sleep_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
             record(job, "stopped")
             return {"status": "stopped", "epochs_completed": 0}
         time.sleep(float(options.get("sleep_s", 1.0)) / steps)
-        reporter.on_progress(epoch=0, step=step, loss=1.0 / step)
+        reporter.on_progress(epoch=1, epochs=1, step=step, loss=1.0 / step)
     record(job, "end")
     return {
         "status": "succeeded",
@@ -88,7 +88,7 @@ def grandchild_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any
     """Starts a process of its own (as a data loader would), then waits to be killed."""
     helper = subprocess.Popen(["sleep", "60"])
     Path(job.artifact_dir, "grandchild.pid").write_text(str(helper.pid))
-    reporter.on_progress(epoch=0, step=1, loss=0.5)
+    reporter.on_progress(epoch=1, epochs=1, step=1, loss=0.5)
     time.sleep(60)
     return {"status": "succeeded"}
 

@@ -52,12 +52,12 @@ class PipeReporter:
         self._last_sent = float("-inf")
         self._stop = False
 
-    def on_progress(self, *, epoch: int, step: int, loss: float) -> None:
+    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
         now = time.monotonic()
         if now - self._last_sent < self._interval_s:
             return
         self._last_sent = now
-        self._conn.send(("progress", int(epoch), int(step), float(loss)))
+        self._conn.send(("progress", int(epoch), int(epochs), int(step), float(loss)))
 
     def should_stop(self) -> bool:
         try:
@@ -151,7 +151,8 @@ class ChildExecution:
     def _take(self, message: Any) -> None:
         kind = message[0]
         if kind == "progress":
-            self._progress = Progress(epoch=message[1], step=message[2], loss=message[3])
+            _, epoch, epochs, step, loss = message
+            self._progress = Progress(epoch=epoch, epochs=epochs, step=step, loss=loss)
         elif kind == "result":
             self._result = message[1]
         elif kind == "error":

@@ -79,7 +79,7 @@ class ConsoleReporter:
         )
         self.task = self.progress.add_task("epoch", total=epochs)
 
-    def on_progress(self, *, epoch: int, step: int, loss: float) -> None:
+    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
         self.progress.update(self.task, completed=epoch, description=f"step {step} loss {loss:.5g}")
 
     def should_stop(self) -> bool:

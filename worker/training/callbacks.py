@@ -1,4 +1,8 @@
-"""Side effects of training: progress to a reporter, epoch lines to train.log."""
+"""Side effects of training: progress to a reporter, epoch lines to train.log, checkpoints.
+
+Epochs are numbered from 1 wherever people read them (progress, train.log, checkpoint
+names, result.json); Lightning's `current_epoch` counts from 0.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from worker.training.config import ProgressReporter
 
@@ -32,15 +36,36 @@ class TrainLog:
         logger.info(message)
 
 
+def epoch_number(trainer: L.Trainer) -> int:
+    """The 1-based number of the epoch in progress (or just finished, in epoch-end hooks)."""
+    return trainer.current_epoch + 1
+
+
+class OneBasedCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose `{epoch}` in file names is 1-based, like train.log and progress."""
+
+    def format_checkpoint_name(
+        self,
+        metrics: dict[str, torch.Tensor],
+        filename: str | None = None,
+        ver: int | None = None,
+        prefix: str | None = None,
+    ) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver=ver, prefix=prefix)
+
+
 class ReporterCallback(Callback):
-    """Forwards (epoch, step, loss) to a reporter and stops training when it asks.
+    """Forwards (epoch of epochs, step, loss) to a reporter and stops training when it asks.
 
     `should_stop` is polled after every step; progress is sent at most every `interval_s`
     (and after each epoch) because reading the loss forces a device sync.
     """
 
-    def __init__(self, reporter: ProgressReporter, interval_s: float = 0.5) -> None:
+    def __init__(self, reporter: ProgressReporter, epochs: int, interval_s: float = 0.5) -> None:
         self.reporter = reporter
+        self.epochs = epochs
         self.interval_s = interval_s
         self.stop_requested = False
         self._last_report = -math.inf
@@ -67,7 +92,9 @@ class ReporterCallback(Callback):
             self._report(trainer, float(loss))
 
     def _report(self, trainer: L.Trainer, loss: float) -> None:
-        self.reporter.on_progress(epoch=trainer.current_epoch, step=trainer.global_step, loss=loss)
+        self.reporter.on_progress(
+            epoch=epoch_number(trainer), epochs=self.epochs, step=trainer.global_step, loss=loss
+        )
 
 
 class EpochHistory(Callback):
@@ -85,14 +112,14 @@ class EpochHistory(Callback):
         # A stop request ends the epoch early; it is recorded, but not counted as completed.
         complete = bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
         row: dict[str, float | int | bool] = {
-            "epoch": trainer.current_epoch + 1,
+            "epoch": epoch_number(trainer),
             "complete": complete,
             **metrics,
         }
         self.history.append(row)
         shown = " ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items()))
         partial = "" if complete else " (stopped early)"
-        self.train_log.write(f"epoch {trainer.current_epoch + 1}/{self.epochs} {shown}{partial}")
+        self.train_log.write(f"epoch {epoch_number(trainer)}/{self.epochs} {shown}{partial}")
 
     @property
     def epochs_completed(self) -> int:

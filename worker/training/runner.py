@@ -14,14 +14,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from app.core.files import write_json_atomic
 from app.study.contract import ContractError
 from worker.training.bundle import BUNDLE_NAME, write_bundle
-from worker.training.callbacks import EpochHistory, ReporterCallback, TrainLog
+from worker.training.callbacks import (
+    EpochHistory,
+    OneBasedCheckpoint,
+    ReporterCallback,
+    TrainLog,
+)
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
 from worker.training.evaluate import evaluate, reference_loss, save_comparison_png
@@ -86,7 +91,7 @@ def _fit_and_evaluate(
     L.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, data)
     history = EpochHistory(log, config.epochs)
-    progress = ReporterCallback(reporter) if reporter is not None else None
+    progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
     callbacks: list[Callback] = [history] if progress is None else [history, progress]
     trainer = build_trainer(config, data, callbacks)
     with expected_warnings():
@@ -135,7 +140,7 @@ def build_trainer(
     config: TrainConfig, data: PtychoDataModule, callbacks: list[Callback]
 ) -> L.Trainer:
     """A Trainer honouring the job's execution options; quiet unless on a terminal."""
-    checkpoint = ModelCheckpoint(
+    checkpoint = OneBasedCheckpoint(
         dirpath=config.out_dir / CHECKPOINT_DIR,
         filename="best-{epoch}",
         monitor="val_loss",

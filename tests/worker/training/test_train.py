@@ -81,6 +81,34 @@ def test_same_seed_deterministic_runs_give_identical_losses(
     assert first["metrics"] == second["metrics"]
 
 
+class _Recorder:
+    """A reporter that keeps every report and never asks to stop."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, float]] = []
+
+    def on_progress(self, **progress: float) -> None:
+        self.reports.append(progress)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def test_epochs_count_from_one_in_progress_log_checkpoints_and_result(make_config: Any) -> None:
+    reporter = _Recorder()
+    config = make_config(epochs=2, logger="none")
+    result = train(config, reporter=reporter)
+    assert {(r["epoch"], r["epochs"]) for r in reporter.reports} == {(1, 2), (2, 2)}
+    assert (reporter.reports[-1]["epoch"], reporter.reports[-1]["epochs"]) == (2, 2)
+    log = (config.out_dir / "train.log").read_text()
+    assert "epoch 1/2" in log and "epoch 2/2" in log and "epoch 0/" not in log
+    assert result["epochs_completed"] == 2
+    assert [row["epoch"] for row in result["history"]] == [1, 2]
+    best = min(result["history"], key=lambda row: row["val_loss"])["epoch"]
+    names = sorted(p.name for p in (config.out_dir / "checkpoints").glob("best-*.ckpt"))
+    assert names == [f"best-epoch={best}.ckpt"]
+
+
 class _StopAfter:
     """A reporter that records progress and asks to stop after `steps` polls."""
 
@@ -89,7 +117,7 @@ class _StopAfter:
         self.polls = 0
         self.reports: list[tuple[int, int, float]] = []
 
-    def on_progress(self, *, epoch: int, step: int, loss: float) -> None:
+    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
         self.reports.append((epoch, step, loss))
 
     def should_stop(self) -> bool:
@@ -106,7 +134,7 @@ def test_reporter_gets_progress_and_can_stop_training(make_config: Any) -> None:
     assert result["history"][0]["complete"] is False
     assert reporter.polls == 2
     epoch, step, loss = reporter.reports[-1]
-    assert (epoch, step) == (0, 2) and np.isfinite(loss)
+    assert (epoch, step) == (1, 2) and np.isfinite(loss)
     assert (config.out_dir / result["checkpoint_path"]).is_file()
     assert json.loads((config.out_dir / "result.json").read_text())["status"] == "stopped"
 
