@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Submit ptychography training studies; follow their jobs; read manifests.",
         version=version("ptychojobs"),
         lifespan=lifespan,
+        docs_url=None,  # served by app.api.routes.docs from packaged assets: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -8,7 +8,7 @@ SQLite, row locks with `SKIP LOCKED` on PostgreSQL); no transaction is held whil
 trains.
 """
 
-from app.queue.control import cancel_job, cancel_run, retry_run
+from app.queue.control import cancel_job, cancel_run, retry_job, retry_run
 from app.queue.hot_path import warm_up
 from app.queue.leases import (
     ClaimedJob,
@@ -55,6 +55,7 @@ __all__ = [
     "heartbeat",
     "release_job",
     "requeue_expired",
+    "retry_job",
     "retry_run",
     "warm_up",
 ]

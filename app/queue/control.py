@@ -60,30 +60,47 @@ def cancel_run(*, session: Session, run_id: int) -> list[Job]:
     return jobs
 
 
+_RETRY_VALUES: dict[str, Any] = {
+    "failures": 0,
+    "cancel_requested": False,
+    "error": None,
+    "result": None,
+    "finished_at": None,
+    **LEASE_CLEARED,
+}
+_RETRYABLE = (JobStatus.failed, JobStatus.cancelled)
+
+
 def retry_run(*, session: Session, run_id: int) -> list[Job]:
     """Requeue the run's failed and cancelled jobs with a fresh attempt budget."""
     _require_run(session, run_id)
     conn = session.connection()
     rows = conn.execute(
-        select(JOB.c.id, JOB.c.status).where(
-            JOB.c.run_id == run_id, JOB.c.status.in_([JobStatus.failed, JobStatus.cancelled])
-        )
+        select(JOB.c.id, JOB.c.status).where(JOB.c.run_id == run_id, JOB.c.status.in_(_RETRYABLE))
     ).all()
-    values: dict[str, Any] = {
-        "failures": 0,
-        "cancel_requested": False,
-        "error": None,
-        "result": None,
-        "finished_at": None,
-        **LEASE_CLEARED,
-    }
     retried = [
         row.id
         for row in rows
-        if switch_status(conn, row.id, row.status, JobStatus.queued, values=values)
+        if switch_status(conn, row.id, row.status, JobStatus.queued, values=_RETRY_VALUES)
     ]
     jobs = [session.get(Job, job_id, populate_existing=True) for job_id in retried]
     return [job for job in jobs if job is not None]
+
+
+def retry_job(*, session: Session, job_id: int) -> Job:
+    """Requeue one failed or cancelled job with a fresh attempt budget."""
+    conn = session.connection()
+    status = conn.execute(select(JOB.c.status).where(JOB.c.id == job_id)).scalar_one_or_none()
+    if status is None:
+        raise JobNotFound(job_id)
+    if status not in _RETRYABLE or not switch_status(
+        conn, job_id, JobStatus(status), JobStatus.queued, values=_RETRY_VALUES
+    ):
+        raise InvalidTransition(f"job {job_id} is {status}; only failed or cancelled jobs retry")
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
 
 
 def _require_run(session: Session, run_id: int) -> None:

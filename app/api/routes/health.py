@@ -1,4 +1,4 @@
-"""Health: the service and its database answer."""
+"""Health: the service and its database answer; which workers hold jobs."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from importlib.metadata import version
 
 from fastapi import APIRouter
 
-from app import crud
 from app.api.deps import ReadSessionDep
-from app.models import HealthPublic
+from app.liveness import HealthLive, check_health_live
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(session: ReadSessionDep) -> HealthPublic:
-    """Report that the API and its database are up."""
-    return crud.check_health(session=session, version=version("ptychojobs"))
+def health(session: ReadSessionDep) -> HealthLive:
+    """Report that the API and its database are up, and the live workers' last heartbeats."""
+    return check_health_live(session=session, version=version("ptychojobs"))

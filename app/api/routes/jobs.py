@@ -1,4 +1,4 @@
-"""Jobs: read, follow the log, cancel."""
+"""Jobs: read, follow the log, cancel, retry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from app import crud
+from app import crud, retry
 from app.api.deps import ReadSessionDep, SessionDep
 from app.models import JobPublic
 
@@ -37,3 +37,9 @@ def read_job_log(
 def cancel_job(job_id: int, session: SessionDep) -> JobPublic:
     """Cancel a queued job now, or ask a running job to stop."""
     return crud.cancel_job(session=session, job_id=job_id)
+
+
+@router.post("/{job_id}/retry")
+def retry_job(job_id: int, session: SessionDep) -> JobPublic:
+    """Requeue a failed or cancelled job with a fresh attempt budget."""
+    return retry.retry_job(session=session, job_id=job_id)

@@ -1,0 +1,43 @@
+"""Study report: quality per dose × view with trivial baselines, as JSON, CSV or a figure."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from app.api.deps import ReadSessionDep
+from app.figures import report_figure_png
+from app.report import StudyReport, build_report, report_csv
+
+router = APIRouter(prefix="/runs", tags=["report"])
+
+
+@router.get(
+    "/{run_id}/report",
+    response_model=StudyReport,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def read_run_report(
+    run_id: int,
+    session: ReadSessionDep,
+    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
+) -> StudyReport | Response:
+    """Read a run's study report: metrics per dose × view beside trivial baselines."""
+    report = build_report(session=session, run_id=run_id)
+    if format == "csv":
+        headers = {"Content-Disposition": f'inline; filename="run-{run_id}-report.csv"'}
+        return Response(report_csv(report), media_type="text/csv", headers=headers)
+    return report
+
+
+@router.get(
+    "/{run_id}/report/figure.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def read_run_report_figure(run_id: int, session: ReadSessionDep) -> Response:
+    """Draw each metric against dose, one line per view, the flat baseline dashed."""
+    png = report_figure_png(build_report(session=session, run_id=run_id))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})

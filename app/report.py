@@ -1,0 +1,167 @@
+"""The study report of a run: quality per dose × view, with trivial baselines beside it.
+
+One row per enumerated job and per skipped view, in study order (dose, then view). Metric
+values come from the job's result. Baselines come from the result too when the worker
+scored them (`baselines.<name>.ours`: "flat" and "input_only", stitched like the model);
+for a job without them (not trained yet, failed, or trained by an older worker) the flat
+baseline is computed here from the job's test split (`app.baselines`). CSV holds the same
+rows, each metric followed by its baselines (`<metric>_<baseline>`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from app.baselines import BASELINE_NAME, flat_baseline
+from app.crud import NotFound
+from app.models import Job, Run, RunStatus, SkipEvent, derive_run_status
+
+METRIC_KEYS = (
+    "amplitude_mae",
+    "phase_mae",
+    "amplitude_psnr",
+    "phase_psnr",
+    "amplitude_ssim",
+    "phase_ssim",
+    "amplitude_frc50",
+    "phase_frc50",
+    "phase_correlation",
+)
+# Which way is better, for readers and for the figure's labels.
+LOWER_IS_BETTER = frozenset({"amplitude_mae", "phase_mae"})
+VIEW_ORDER = {"baseline": 0, "dense": 1, "sparse": 2}
+BASELINE_NAMES = (BASELINE_NAME, "input_only")
+BASELINE_DESCRIPTIONS = {
+    BASELINE_NAME: "a flat object (one amplitude, constant phase): no learning at all",
+    "input_only": "the back-projected input patterns, stitched without any network",
+}
+
+
+class ReportRow(BaseModel):
+    dose: float
+    view: str
+    gridsize: int | None
+    job_id: int | None
+    status: str  # the job's status, or "skipped"
+    epochs_completed: int | None = None
+    final_loss: float | None = None
+    duration_s: float | None = None
+    metrics: dict[str, float | None] = {}
+    baselines: dict[str, dict[str, float | None]] = {}
+    baseline_source: str | None = None  # "result" (the worker's) or "test_split" (ours)
+    skip_reason: str | None = None
+
+
+class StudyReport(BaseModel):
+    run_id: int
+    status: RunStatus
+    baseline_names: list[str] = list(BASELINE_NAMES)
+    baseline_descriptions: dict[str, str] = dict(BASELINE_DESCRIPTIONS)
+    metric_keys: list[str] = list(METRIC_KEYS)
+    lower_is_better: list[str] = sorted(LOWER_IS_BETTER)
+    doses: list[float]
+    views: list[str]
+    rows: list[ReportRow]
+
+
+def build_report(*, session: Session, run_id: int) -> StudyReport:
+    """The run's report; NotFound for an unknown run."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound("run", run_id)
+    jobs = list(session.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.position))))
+    skips = list(session.exec(select(SkipEvent).where(SkipEvent.run_id == run_id)))
+    rows = [_job_row(job) for job in jobs] + [_skip_row(skip) for skip in skips]
+    rows.sort(key=lambda row: (row.dose, VIEW_ORDER.get(row.view, 99), row.view))
+    views = sorted({row.view for row in rows}, key=lambda v: (VIEW_ORDER.get(v, 99), v))
+    return StudyReport(
+        run_id=run_id,
+        status=derive_run_status([job.status for job in jobs]),
+        doses=sorted({row.dose for row in rows}),
+        views=views,
+        rows=rows,
+    )
+
+
+def _job_row(job: Job) -> ReportRow:
+    result = job.result or {}
+    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    baselines, source = _baselines(job, result)
+    return ReportRow(
+        dose=job.dose,
+        view=job.view,
+        gridsize=job.gridsize,
+        job_id=job.id,
+        status=job.status.value,
+        epochs_completed=_int(result.get("epochs_completed")),
+        final_loss=_number(result.get("final_loss")),
+        duration_s=_number(result.get("duration_s")),
+        metrics={key: _number(metrics.get(key)) for key in METRIC_KEYS} if metrics else {},
+        baselines=baselines,
+        baseline_source=source,
+    )
+
+
+def _baselines(job: Job, result: dict[str, Any]) -> tuple[dict[str, dict[str, float | None]], str]:
+    scored = result.get("baselines")
+    if isinstance(scored, dict) and scored:
+        blocks = {}
+        for name, conventions in scored.items():
+            values = conventions.get("ours") if isinstance(conventions, dict) else None
+            if isinstance(values, dict):
+                blocks[name] = {key: _number(values.get(key)) for key in METRIC_KEYS}
+        if blocks:
+            return blocks, "result"
+    flat = flat_baseline(job.test_data_path)
+    if flat is None:
+        return {}, "test_split"
+    return {BASELINE_NAME: {key: _number(flat.get(key)) for key in METRIC_KEYS}}, "test_split"
+
+
+def _skip_row(skip: SkipEvent) -> ReportRow:
+    return ReportRow(
+        dose=skip.dose,
+        view=skip.view,
+        gridsize=None,
+        job_id=None,
+        status="skipped",
+        skip_reason=skip.reason,
+    )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def report_csv(report: StudyReport) -> str:
+    """The report's rows as CSV: each metric, then its baselines (`<metric>_<baseline>`)."""
+    head = ["dose", "view", "gridsize", "job_id", "status", "epochs_completed", "final_loss"]
+    names = report.baseline_names
+    metric_columns = [
+        column for key in METRIC_KEYS for column in (key, *(f"{key}_{name}" for name in names))
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*head, "duration_s", *metric_columns, "baseline_source", "skip_reason"])
+    for row in report.rows:
+        values: list[Any] = [row.dose, row.view, row.gridsize, row.job_id, row.status]
+        values += [row.epochs_completed, row.final_loss, row.duration_s]
+        for key in METRIC_KEYS:
+            values.append(row.metrics.get(key))
+            values += [row.baselines.get(name, {}).get(key) for name in names]
+        values += [row.baseline_source, row.skip_reason]
+        writer.writerow(["" if value is None else value for value in values])
+    return buffer.getvalue()
