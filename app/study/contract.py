@@ -1,7 +1,10 @@
 """The study's NPZ data contract (study.md §3): load one split file and refuse broken ones.
 
 Files written by PtychoPINN load too: extra keys are ignored, a malformed optional key
-(`Y` of shape (1, N, N, 1), unreadable `_metadata`) is treated as absent.
+(`Y` of shape (1, N, N, 1), unreadable `_metadata`) is treated as absent, and the
+diffraction may come as `diff3d`, patterns last (N, N, n), or as intensities
+(app.study.diffraction); what was converted is listed in `SplitData.notes`.
+An optional `detector_mask` (N, N) marks the detector pixels that count (non-zero).
 """
 
 from __future__ import annotations
@@ -16,10 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from app.study.diffraction import read_diffraction
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
-OPTIONAL_KEYS = ("xcoords_start", "ycoords_start", "scan_index", "Y", "_metadata")
+OPTIONAL_KEYS = (
+    "xcoords_start", "ycoords_start", "scan_index", "Y", "_metadata", "detector_mask",
+)  # fmt: skip
+# PtychoPINN's name for the diffraction stack, read when `diffraction` is absent.
+DIFFRACTION_ALIAS = "diff3d"
 
 
 class ContractError(ValueError):
@@ -49,6 +58,9 @@ class SplitData:
     obj: np.ndarray  # complex64 (H, W)
     Y: np.ndarray | None  # complex64 (n, N, N) ground-truth patches, when present and valid
     metadata: dict[str, Any] = field(default_factory=dict)
+    detector_mask: np.ndarray | None = None  # bool (N, N): pixels that count
+    notes: tuple[str, ...] = ()  # conversions made while reading, for the job's log
+    scale_hint: float | None = None  # intensity scale the photon quantum implies
 
     @property
     def n(self) -> int:
@@ -60,10 +72,11 @@ class SplitData:
 
     @property
     def intensity_scale(self) -> float | None:
+        """The recorded intensity scale, else the one the photon quantum implies."""
         value = self.metadata.get("intensity_scale")
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        return None
+        return self.scale_hint
 
 
 def describe(array: np.ndarray) -> str:
@@ -77,10 +90,21 @@ def load_split(path: str | Path) -> SplitData:
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
     arrays = _read_arrays(path)
+    notes: list[str] = []
+    if "diffraction" not in arrays and DIFFRACTION_ALIAS in arrays:
+        arrays["diffraction"] = arrays.pop(DIFFRACTION_ALIAS)
+        notes.append(f"diffraction read from '{DIFFRACTION_ALIAS}'")
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise ContractError(path, missing[0], "a required array", "missing")
-    diffraction = _check_diffraction(path, arrays["diffraction"])
+    metadata = _read_metadata(path, arrays.get("_metadata"))
+    raw = arrays["diffraction"]
+    if raw.dtype.kind != "f":
+        raise ContractError(path, "diffraction", "real floating array of shape (n, N, N)",
+                            describe(raw))  # fmt: skip
+    positions = arrays["xcoords"].shape[0] if arrays["xcoords"].ndim == 1 else raw.shape[0]
+    reading = read_diffraction(raw, positions, metadata)
+    diffraction = _check_diffraction(path, reading.amplitudes)
     n, size = diffraction.shape[0], diffraction.shape[1]
     xcoords = _check_coords(path, arrays, "xcoords", n)
     ycoords = _check_coords(path, arrays, "ycoords", n)
@@ -95,7 +119,10 @@ def load_split(path: str | Path) -> SplitData:
         probe=_check_complex(path, arrays["probeGuess"], "probeGuess", (size, size)),
         obj=_check_complex(path, arrays["objectGuess"], "objectGuess", None),
         Y=_optional_patches(path, arrays, n, size),
-        metadata=_read_metadata(path, arrays.get("_metadata")),
+        metadata=metadata,
+        detector_mask=_optional_mask(path, arrays, size),
+        notes=(*notes, *reading.notes),
+        scale_hint=reading.intensity_scale,
     )
 
 
@@ -104,7 +131,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as archive:
             present = {name.removesuffix(".npy") for name in archive.namelist()}
             # Extra keys (PtychoPINN's ground_truth_patches, …) are never read.
-            names = [key for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in present]
+            wanted = (*REQUIRED_KEYS, *OPTIONAL_KEYS, DIFFRACTION_ALIAS)
+            names = [key for key in wanted if key in present]
             arrays = {name: _read_member(path, archive, name) for name in names}
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
@@ -213,6 +241,20 @@ def _optional_patches(
         logger.info("%s: ignoring malformed optional key 'Y' (%s)", path, describe(patches))
         return None
     return np.ascontiguousarray(patches, dtype=np.complex64)
+
+
+def _optional_mask(path: Path, arrays: dict[str, np.ndarray], size: int) -> np.ndarray | None:
+    mask = arrays.get("detector_mask")
+    if mask is None:
+        return None
+    if mask.dtype.kind not in "biuf" or mask.shape != (size, size):
+        logger.info("%s: ignoring malformed optional key 'detector_mask' (%s)", path,
+                    describe(mask))  # fmt: skip
+        return None
+    valid = np.asarray(mask != 0)
+    if not valid.any():
+        raise ContractError(path, "detector_mask", "some pixels that count", "all zeros")
+    return valid
 
 
 def _read_metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:

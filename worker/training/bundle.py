@@ -11,8 +11,12 @@ import torch
 from worker.training.module import LitPtychoPINN
 
 BUNDLE_FORMAT = "ptychojobs-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 BUNDLE_NAME = "model_bundle.pt"
+# Version 1 bundles predate the architecture choice: they hold the U-Net with back-projection
+# inputs, and no scale, gain or detector-mask tensors (those start at their neutral values).
+_V1_HPARAMS = {"architecture": "unet", "inputs": "amplitudes+backprop"}
+_V1_MISSING = {"log_scale", "initial_log_scale", "log_gain", "detector_mask"}
 
 
 def write_bundle(model: LitPtychoPINN, config: dict[str, Any], path: Path) -> tuple[str, int]:
@@ -34,13 +38,18 @@ def load_bundle(path: Path) -> tuple[LitPtychoPINN, dict[str, Any]]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"{path}: not a {BUNDLE_FORMAT} file")
-    if payload.get("format_version") != BUNDLE_VERSION:
+    version = payload.get("format_version")
+    if version not in (1, BUNDLE_VERSION):
         raise ValueError(
-            f"{path}: bundle format version {payload.get('format_version')!r}, "
-            f"expected {BUNDLE_VERSION}"
+            f"{path}: bundle format version {version!r}, expected 1 to {BUNDLE_VERSION}"
         )
-    model = LitPtychoPINN(**payload["hparams"])
-    model.load_state_dict(payload["state_dict"])
+    hparams = dict(payload["hparams"])
+    if version == 1:
+        hparams = {**_V1_HPARAMS, **hparams}
+    model = LitPtychoPINN(**hparams)
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=version != 1)
+    if unexpected or not set(missing) <= _V1_MISSING:
+        raise ValueError(f"{path}: weights do not fit the model ({missing}, {unexpected})")
     model.eval()
     return model, payload["config"]
 

@@ -9,14 +9,17 @@ from typing import Any, Protocol
 LOSSES = ("poisson", "mae")
 LOGGERS = ("csv", "tensorboard", "none")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+ARCHITECTURES = ("ptychopinn", "unet")
+INPUTS = ("amplitudes", "amplitudes+backprop")
+STITCHINGS = ("ours", "ptychopinn")
+KEEP_WEIGHTS = ("final", "best")
+MAX_VAL_FRACTION = 0.5
 
 
 class ProgressReporter(Protocol):
     """Receives training progress and may ask training to stop at the next step."""
 
-    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
-        """`epoch` (from 1) of `epochs` is the one in progress; `step` counts every batch."""
-        ...
+    def on_progress(self, *, epoch: int, step: int, loss: float) -> None: ...
 
     def should_stop(self) -> bool: ...
 
@@ -36,6 +39,17 @@ class TrainConfig:
     n_groups: int = 512
     neighbor_count: int = 7
     loss: str = "poisson"
+    # The network: PtychoPINN's own (the study's) or our U-Net; what it sees: the measured
+    # amplitudes alone, or also a parameter-free back-projection of them.
+    architecture: str = "ptychopinn"
+    inputs: str = "amplitudes"
+    probe_trainable: bool = False
+    gain_trainable: bool = False
+    # Held out of the train split for the validation loss (the test split never is).
+    val_fraction: float = 0.05
+    keep_weights: str = "final"
+    stitching: str = "ours"
+    stitch_crop: int = 20
     accelerator: str = "auto"
     devices: int = 1
     deterministic: bool = True
@@ -58,6 +72,10 @@ class TrainConfig:
             "loss": (self.loss, LOSSES),
             "logger": (self.logger, LOGGERS),
             "accelerator": (self.accelerator, ACCELERATORS),
+            "architecture": (self.architecture, ARCHITECTURES),
+            "inputs": (self.inputs, INPUTS),
+            "stitching": (self.stitching, STITCHINGS),
+            "keep_weights": (self.keep_weights, KEEP_WEIGHTS),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -71,10 +89,16 @@ class TrainConfig:
             "lr": self.lr,
             "n_groups": self.n_groups,
             "devices": self.devices,
+            "stitch_crop": self.stitch_crop,
         }
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"TrainConfig.{name}: expected a positive value, got {value!r}")
+        if not 0.0 <= self.val_fraction <= MAX_VAL_FRACTION:
+            raise ValueError(
+                f"TrainConfig.val_fraction: expected 0 to {MAX_VAL_FRACTION}, "
+                f"got {self.val_fraction!r}"
+            )
         if self.num_workers < 0:
             raise ValueError(f"TrainConfig.num_workers: expected >= 0, got {self.num_workers}")
         if self.gridsize == 2 and self.neighbor_count < 4:

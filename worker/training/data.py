@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from app.study.contract import ContractError, SplitData, load_split
+from app.study.diffraction import metadata_nphotons
 from app.study.simulate import extract_patches
 from worker.training.config import TrainConfig
 from worker.training.grouping import Groups, covering_groups, training_groups
@@ -19,6 +21,9 @@ from worker.training.grouping import Groups, covering_groups, training_groups
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 64
+VALIDATION_STREAM = 7
+# Relative mismatch between the job's dose and what a file records or shows that is reported.
+DOSE_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,31 @@ class Samples:
 
     def dataset(self) -> TensorDataset:
         return TensorDataset(torch.from_numpy(self.diffraction), torch.from_numpy(self.offsets))
+
+    def take(self, rows: np.ndarray) -> Samples:
+        """The samples at `rows`, in that order."""
+        return Samples(
+            diffraction=np.ascontiguousarray(self.diffraction[rows]),
+            offsets=self.offsets[rows],
+            positions=self.positions[rows],
+            indices=self.indices[rows],
+        )
+
+
+def hold_out(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples]:
+    """(train, validation): a seeded `fraction` of the samples held out, at least one.
+
+    Whole samples are held out, as Keras' validation_split in PtychoPINN does; at gridsize 2
+    a held-out group may share patterns with training groups (the loss is self-supervised,
+    so this measures fit, not generalisation to new positions: that is the test split's job).
+    """
+    if fraction <= 0 or samples.size < 2:
+        return samples, samples.take(np.zeros(0, dtype=np.int64))
+    count = min(max(1, round(fraction * samples.size)), samples.size - 1)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(VALIDATION_STREAM,)))
+    held = np.zeros(samples.size, dtype=bool)
+    held[rng.choice(samples.size, size=count, replace=False)] = True
+    return samples.take(np.flatnonzero(~held)), samples.take(np.flatnonzero(held))
 
 
 def positions_xy(split: SplitData) -> np.ndarray:
@@ -77,14 +107,42 @@ def intensity_scale(split: SplitData, nphotons: float) -> float:
     return estimate
 
 
-def input_scale(diffraction: np.ndarray) -> float:
-    """Factor that gives the network inputs unit root-mean-square."""
+def input_scale(diffraction: np.ndarray, architecture: str = "unet") -> float:
+    """Factor for the network's input amplitudes.
+
+    unet: unit root-mean-square. ptychopinn: PtychoPINN's normalisation, a mean total
+    intensity of (N/2)² per pattern, which is a root-mean-square of 1/2.
+    """
     rms = float(np.sqrt(np.mean(diffraction.astype(np.float64) ** 2)))
-    return 1.0 / rms if rms > 0 else 1.0
+    target = 0.5 if architecture == "ptychopinn" else 1.0
+    return target / rms if rms > 0 else 1.0
+
+
+def dose_notes(split: SplitData, nphotons: float, scale: float) -> list[str]:
+    """Warnings when the job's dose disagrees with the file's metadata or its own counts."""
+    notes = []
+    recorded = metadata_nphotons(split.metadata)
+    if recorded is not None and abs(recorded / nphotons - 1) > DOSE_TOLERANCE:
+        notes.append(
+            f"WARNING {split.path.name}: _metadata records nphotons={recorded:g}, "
+            f"the job says {nphotons:g}"
+        )
+    counts = float(np.mean(np.sum(split.diffraction.astype(np.float64) ** 2, axis=(1, 2))))
+    counts *= scale**2
+    if abs(counts / nphotons - 1) > DOSE_TOLERANCE:
+        notes.append(
+            f"WARNING {split.path.name}: mean counts per pattern {counts:.4g} at intensity "
+            f"scale {scale:.6g}, the job says nphotons={nphotons:g}"
+        )
+    return notes
 
 
 class PtychoDataModule(L.LightningDataModule):
-    """Train samples from the train split; validation and evaluation on the test split."""
+    """Train and validation samples from the train split; evaluation on the test split.
+
+    `notes` lists what was converted while reading the files and where the job's dose
+    disagrees with them, for the job's log.
+    """
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__()
@@ -99,7 +157,7 @@ class PtychoDataModule(L.LightningDataModule):
         self.train_split = load_split(cfg.train_path)
         self.test_split = load_split(cfg.test_path)
         self._check_compatible()
-        self.train_samples = make_samples(
+        everything = make_samples(
             self.train_split,
             training_groups(
                 positions_xy(self.train_split),
@@ -109,6 +167,7 @@ class PtychoDataModule(L.LightningDataModule):
                 seed=cfg.seed,
             ),
         )
+        self.train_samples, self.val_samples = hold_out(everything, cfg.val_fraction, cfg.seed)
         self.test_samples = make_samples(
             self.test_split,
             covering_groups(
@@ -119,7 +178,13 @@ class PtychoDataModule(L.LightningDataModule):
             ),
         )
         self.intensity_scale = intensity_scale(self.train_split, cfg.nphotons)
-        self.input_scale = input_scale(self.train_split.diffraction)
+        self.input_scale = input_scale(self.train_split.diffraction, cfg.architecture)
+        self.notes = [
+            f"{split.path.name}: {note}"
+            for split in (self.train_split, self.test_split)
+            for note in split.notes
+        ]
+        self.notes += dose_notes(self.train_split, cfg.nphotons, self.intensity_scale)
         self._loaded = True
 
     def _check_compatible(self) -> None:
@@ -149,12 +214,18 @@ class PtychoDataModule(L.LightningDataModule):
     def probe(self) -> np.ndarray:
         return self.train_split.probe
 
+    @property
+    def detector_mask(self) -> np.ndarray | None:
+        return self.train_split.detector_mask
+
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         return self._loader(self.train_samples, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
+    def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]] | list[Any]:
+        if self.val_samples.size == 0:
+            return []  # no validation: Lightning skips the loop
         # Evaluation needs no gradients, so larger batches cost little memory and save steps.
-        return self._loader(self.test_samples, shuffle=False, batch_size=EVAL_BATCH_SIZE)
+        return self._loader(self.val_samples, shuffle=False, batch_size=EVAL_BATCH_SIZE)
 
     def _loader(
         self, samples: Samples, *, shuffle: bool, batch_size: int | None = None

@@ -1,4 +1,9 @@
-"""Predict the test split, stitch the patches into an object image, score it, draw it."""
+"""Predict the test split, stitch the patches into an object image, score it, draw it.
+
+Two stitchings: ours (each patch weighted by |probe|², per-patch phase offsets aligned
+first) and PtychoPINN's (`reassemble_position`: only each patch's central M×M pixels,
+uniform weights, no alignment; M = 20 as in its compare_models).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from worker.training.data import EVAL_BATCH_SIZE, PtychoDataModule, Samples, ground_truth_patches
+from worker.training.data import EVAL_BATCH_SIZE, PtychoDataModule, ground_truth_patches
 from worker.training.metrics import align_phase, compare
 from worker.training.module import LitPtychoPINN
 from worker.training.physics import shift_patches
@@ -49,10 +54,14 @@ def predict_patches(
 
 
 @torch.no_grad()
-def reference_loss(model: LitPtychoPINN, data: PtychoDataModule) -> float:
-    """Validation loss of the ground-truth patches: what a perfect reconstruction would score."""
-    samples = data.test_samples
-    truth = ground_truth_patches(data.test_split)
+def reference_loss(model: LitPtychoPINN, data: PtychoDataModule, which: str = "test") -> float:
+    """Loss of the ground-truth patches on `which` samples ("test" or "val"): the loss a
+    perfect reconstruction would score under the model's current physics."""
+    samples = data.test_samples if which == "test" else data.val_samples
+    split = data.test_split if which == "test" else data.train_split
+    if samples.size == 0:
+        return float("nan")
+    truth = ground_truth_patches(split)
     device = model.probe.device
     weighted = 0.0
     for start in range(0, samples.size, EVAL_BATCH_SIZE):
@@ -143,16 +152,37 @@ def scanned_box(positions: np.ndarray, shape: tuple[int, int]) -> tuple[slice, s
     return rows, cols
 
 
-def reconstruct(model: LitPtychoPINN, data: PtychoDataModule) -> Reconstruction:
-    """Predict every test group and stitch all member patches, weighted by |probe|²."""
-    samples: Samples = data.test_samples
-    patches = predict_patches(model, samples.diffraction)
+def stitch_weight(stitching: str, probe: np.ndarray, crop: int) -> np.ndarray:
+    """Per-pixel patch weight: |probe|² (ours) or the central crop×crop square (ptychopinn)."""
+    n = probe.shape[-1]
+    if stitching == "ours":
+        return np.abs(probe.astype(np.complex128)) ** 2
+    if not 0 < crop <= n:
+        raise ValueError(f"stitch crop must be in 1..{n}, got {crop}")
+    weight = np.zeros((n, n))
+    start = n // 2 - crop // 2
+    weight[start : start + crop, start : start + crop] = 1.0
+    return weight
+
+
+def stitching_record(stitching: str, crop: int) -> dict[str, object]:
+    """How the test reconstruction was stitched, for the job's result."""
+    if stitching == "ours":
+        return {"method": "ours", "weight": "probe_intensity", "align_iterations": ALIGN_ITERATIONS}
+    return {"method": "ptychopinn", "weight": "central_crop", "crop": crop, "align_iterations": 0}
+
+
+def reconstruct_patches(
+    patches: np.ndarray, data: PtychoDataModule, stitching: str = "ours", crop: int = 20
+) -> Reconstruction:
+    """Stitch (S, C, N, N) patches predicted for the test samples; crop to the scanned box."""
     n = patches.shape[-1]
-    positions = samples.positions.reshape(-1, 2)
-    weight = np.abs(data.test_split.probe.astype(np.complex128)) ** 2
+    positions = data.test_samples.positions.reshape(-1, 2)
+    weight = stitch_weight(stitching, data.test_split.probe, crop)
     obj = data.test_split.obj
+    align = ALIGN_ITERATIONS if stitching == "ours" else 0
     image, total = stitch(
-        patches.reshape(-1, n, n), positions, obj.shape, weight, align_iterations=ALIGN_ITERATIONS
+        patches.reshape(-1, n, n), positions, obj.shape, weight, align_iterations=align
     )
     rows, cols = scanned_box(positions, obj.shape)
     mask = total[rows, cols] >= COVERAGE_FRACTION * weight.max()
@@ -161,11 +191,19 @@ def reconstruct(model: LitPtychoPINN, data: PtychoDataModule) -> Reconstruction:
     )
 
 
+def reconstruct(
+    model: LitPtychoPINN, data: PtychoDataModule, stitching: str = "ours", crop: int = 20
+) -> Reconstruction:
+    """Predict every test group and stitch all member patches."""
+    patches = predict_patches(model, data.test_samples.diffraction)
+    return reconstruct_patches(patches, data, stitching, crop)
+
+
 def evaluate(
-    model: LitPtychoPINN, data: PtychoDataModule
+    model: LitPtychoPINN, data: PtychoDataModule, stitching: str = "ours", crop: int = 20
 ) -> tuple[dict[str, float], Reconstruction]:
-    """Quality metrics of the model's test-split reconstruction, and the reconstruction."""
-    result = reconstruct(model, data)
+    """Our quality metrics of the model's test-split reconstruction, and the reconstruction."""
+    result = reconstruct(model, data, stitching, crop)
     if not result.mask.any():
         raise ValueError(f"{data.test_split.path}: the scan illuminates no pixel of the object")
     return compare(result.rec, result.gt, result.mask), result

@@ -1,4 +1,8 @@
-"""The PtychoPINN network: diffraction amplitudes in, complex object patches out."""
+"""Our U-Net: diffraction amplitudes (and optional input maps) in, complex object patches out.
+
+Not PtychoPINN's network (that one is `ptychopinn_net`): skip connections, strided convolutions
+and a full-patch sigmoid amplitude. Kept as `architecture="unet"`.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +81,7 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
-class PtychoNet(nn.Module):
+class UNet(nn.Module):
     """Encoder and two decoders: amplitude in (0, 1) by a sigmoid, phase in (-π, π) by π·tanh.
 
     `in_channels` input maps per sample; `channels` (C = gridsize²) patches out.

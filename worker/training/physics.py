@@ -71,7 +71,7 @@ def overlap_constraint(patches: Tensor, offsets: Tensor) -> Tensor:
     return total / coverage
 
 
-def diffraction_amplitude(patches: Tensor, probe: Tensor, scale: float = 1.0) -> Tensor:
+def diffraction_amplitude(patches: Tensor, probe: Tensor, scale: float | Tensor = 1.0) -> Tensor:
     """|fftshift(fft2(probe · patch, ortho))| · scale for (…, N, N) complex patches."""
     field = torch.fft.fft2(patches * probe, norm="ortho")
     return torch.fft.fftshift(field, dim=(-2, -1)).abs() * scale
@@ -96,19 +96,57 @@ def backprojection(diffraction: Tensor, probe: Tensor, floor: float = 0.1) -> Te
     return exit_wave * probe.conj() / (power + floor * power.max())
 
 
-def forward_amplitude(patches: Tensor, probe: Tensor, offsets: Tensor, scale: float) -> Tensor:
+def forward_amplitude(
+    patches: Tensor, probe: Tensor, offsets: Tensor, scale: float | Tensor
+) -> Tensor:
     """Predicted sqrt(counts) per pattern: overlap constraint, probe, FFT, amplitude, scale."""
     return diffraction_amplitude(overlap_constraint(patches, offsets), probe, scale)
 
 
-def poisson_nll(predicted_amplitude: Tensor, measured_amplitude: Tensor) -> Tensor:
-    """Mean Poisson negative log-likelihood of counts = measured² given intensity = predicted²."""
+def poisson_nll(
+    predicted_amplitude: Tensor, measured_amplitude: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """Mean Poisson negative log-likelihood of counts = measured² given intensity = predicted².
+
+    `mask` (N, N), 1 where the detector pixel counts, 0 where it does not: the mean is taken
+    over the counted pixels only.
+    """
     counts = measured_amplitude.square()
-    return F.poisson_nll_loss(
-        predicted_amplitude.square(), counts, log_input=False, full=False, eps=1e-6
-    )
+    if mask is None:
+        return F.poisson_nll_loss(
+            predicted_amplitude.square(), counts, log_input=False, full=False, eps=1e-6
+        )
+    each = F.poisson_nll_loss(
+        predicted_amplitude.square(), counts, log_input=False, full=False, eps=1e-6,
+        reduction="none",
+    )  # fmt: skip
+    return _masked_mean(each, mask)
 
 
-def amplitude_mae(predicted_amplitude: Tensor, measured_amplitude: Tensor) -> Tensor:
-    """Mean absolute error between predicted and measured sqrt(counts)."""
-    return (predicted_amplitude - measured_amplitude).abs().mean()
+def amplitude_mae(
+    predicted_amplitude: Tensor, measured_amplitude: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """Mean absolute error between predicted and measured sqrt(counts) (over `mask`)."""
+    each = (predicted_amplitude - measured_amplitude).abs()
+    return each.mean() if mask is None else _masked_mean(each, mask)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    patterns = values.numel() // mask.numel()
+    return (values * mask).sum() / (mask.sum() * patterns).clamp_min(1.0)
+
+
+def probe_mask(n: int) -> Tensor:
+    """PtychoPINN's probe disc: pixels within N/4 of the centre (probe.get_probe_mask_real)."""
+    centred = torch.arange(n, dtype=torch.float64) - n // 2 + 0.5
+    return torch.hypot(centred[:, None], centred[None, :]) < n // 4
+
+
+def probe_norm(probe: Tensor, probe_scale: float = 4.0) -> float:
+    """PtychoPINN's probe normalisation divisor: probe_scale · mean |probe · disc|.
+
+    As in ptycho/probe.py set_probe (probe_scale 4, ModelConfig's default); 1 for a zero probe.
+    """
+    disc = probe_mask(probe.shape[-1]).to(probe.device)
+    norm = float(probe_scale * (probe.abs() * disc).mean())
+    return norm if norm > 0 else 1.0

@@ -14,23 +14,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from app.core.files import write_json_atomic
 from app.study.contract import ContractError
+from worker.training.assess import assess
 from worker.training.bundle import BUNDLE_NAME, write_bundle
-from worker.training.callbacks import (
-    EpochHistory,
-    OneBasedCheckpoint,
-    ReporterCallback,
-    TrainLog,
-)
+from worker.training.callbacks import EpochHistory, ReporterCallback, TrainLog
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
-from worker.training.evaluate import evaluate, reference_loss, save_comparison_png
+from worker.training.evaluate import reference_loss, save_comparison_png
 from worker.training.module import LitPtychoPINN
+from worker.training.report import finite_tree, log_assessment
+from worker.training.watch import ReferenceWatch
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +74,11 @@ def _load(config: TrainConfig, log: TrainLog) -> PtychoDataModule:
     except (ContractError, FileNotFoundError) as exc:
         log.write(f"ERROR bad data: {exc}")
         raise
+    for note in data.notes:
+        log.write(note)
     log.write(
-        f"data N={data.n} train_samples={len(data.train_samples.diffraction)} "
-        f"test_samples={len(data.test_samples.diffraction)} "
+        f"data N={data.n} train_samples={data.train_samples.size} "
+        f"val_samples={data.val_samples.size} test_samples={data.test_samples.size} "
         f"intensity_scale={data.intensity_scale:.6g}"
     )
     return data
@@ -90,33 +90,42 @@ def _fit_and_evaluate(
     _clear_previous_attempt(config.out_dir)
     L.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, data)
+    # Before training the model's physics is the true one: the ground truth's loss there.
+    reference = reference_loss(model, data, "val")
+    watch = ReferenceWatch(log, reference)
     history = EpochHistory(log, config.epochs)
-    progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
-    callbacks: list[Callback] = [history] if progress is None else [history, progress]
-    trainer = build_trainer(config, data, callbacks)
+    progress = ReporterCallback(reporter) if reporter is not None else None
+    callbacks: list[Callback] = [history, watch]
+    if progress is not None:
+        callbacks.append(progress)
     with expected_warnings():
+        trainer = build_trainer(config, data, callbacks)
         trainer.fit(model, datamodule=data)
     checkpoint = _final_checkpoint(trainer, config.out_dir)
-    model = _best_weights(model, trainer).to(trainer.strategy.root_device)
-    metrics, reconstruction = evaluate(model, data)
-    title = f"gridsize {config.gridsize}, dose {config.nphotons:g}"
-    save_comparison_png(reconstruction, config.out_dir / PNG_NAME, title=title)
+    if config.keep_weights == "best":
+        model = _best_weights(model, trainer)
+    model = model.to(trainer.strategy.root_device)
+    assessment = assess(model, data, config.stitching, config.stitch_crop)
+    title = f"gridsize {config.gridsize}, dose {config.nphotons:g}, {config.architecture}"
+    save_comparison_png(assessment.reconstruction, config.out_dir / PNG_NAME, title=title)
     sha256, size = write_bundle(model, config.to_dict(), config.out_dir / BUNDLE_NAME)
-    log.write("metrics " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    log_assessment(log, assessment)
     last = history.history[-1] if history.history else {}
     stopped = progress is not None and progress.stop_requested
     return {
         "status": "stopped" if stopped else "succeeded",
         "final_loss": _finite(last.get("train_loss")),
         "val_loss": _finite(last.get("val_loss")),
-        "reference_val_loss": _finite(reference_loss(model, data)),
+        "reference_val_loss": _finite(reference),
+        "val_below_reference_epoch": watch.crossed_at_epoch,
+        "weights": config.keep_weights,
         "epochs_completed": history.epochs_completed,
         "checkpoint_path": checkpoint,
         "bundle_path": BUNDLE_NAME,
         "bundle_sha256": sha256,
         "bundle_size_bytes": size,
         "device": str(trainer.strategy.root_device),
-        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        **finite_tree(assessment.to_result()),
         "history": history.history,
         "reconstruction_png": PNG_NAME,
     }
@@ -132,7 +141,12 @@ def build_model(config: TrainConfig, data: PtychoDataModule) -> LitPtychoPINN:
         lr=config.lr,
         loss=config.loss,
         epochs=config.epochs,
+        architecture=config.architecture,
+        inputs=config.inputs,
+        probe_trainable=config.probe_trainable,
+        gain_trainable=config.gain_trainable,
         probe=torch.from_numpy(data.probe),
+        detector_mask=None if data.detector_mask is None else torch.from_numpy(data.detector_mask),
     )
 
 
@@ -140,10 +154,10 @@ def build_trainer(
     config: TrainConfig, data: PtychoDataModule, callbacks: list[Callback]
 ) -> L.Trainer:
     """A Trainer honouring the job's execution options; quiet unless on a terminal."""
-    checkpoint = OneBasedCheckpoint(
+    checkpoint = ModelCheckpoint(
         dirpath=config.out_dir / CHECKPOINT_DIR,
         filename="best-{epoch}",
-        monitor="val_loss",
+        monitor="val_loss" if data.val_samples.size else None,
         mode="min",
         save_last=True,
         # Jobs restart from scratch, never resume: weights alone cut checkpoint I/O threefold.
@@ -205,7 +219,6 @@ def _clear_previous_attempt(out_dir: Path) -> None:
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
 
-
 def _finite(value: Any) -> float | None:
     if value is None:
         return None
@@ -223,6 +236,10 @@ def expected_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r".*does not have many workers", category=PossibleUserWarning
+        )
+        # A host with SLURM installed, running a job outside srun: one device, nothing to launch.
+        warnings.filterwarnings(
+            "ignore", message=r"The `srun` command is available", category=PossibleUserWarning
         )
         warnings.filterwarnings(
             "ignore",

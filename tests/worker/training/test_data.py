@@ -32,22 +32,40 @@ def test_ground_truth_is_cut_from_the_object_when_y_is_absent(
     np.testing.assert_allclose(ground_truth_patches(without_y), with_y.Y, atol=1e-6)
 
 
-def test_intensity_scale_falls_back_to_the_dose_estimate(
+def _rewritten(source: Path, target: Path, **changes: Any) -> Path:
+    with np.load(source) as npz:
+        arrays = {key: npz[key] for key in npz.files if key != "_metadata"}
+    arrays.update(changes)
+    np.savez(target, **arrays)
+    return target
+
+
+def test_intensity_scale_comes_from_metadata_then_photon_quantum_then_dose(
     tiny_split: tuple[Path, Path], tmp_path: Path
 ) -> None:
     split = load_split(tiny_split[0])
     stored = split.intensity_scale
     assert stored is not None and intensity_scale(split, 1e5) == stored
-    bare = load_split(_without(tiny_split[0], tmp_path / "no_meta.npz", "_metadata"))
-    assert bare.intensity_scale is None
-    # Train-split counts average the dose only approximately (the dose is a mean over both).
-    assert intensity_scale(bare, 1e5) == pytest.approx(stored, rel=0.05)
     assert json.loads(json.dumps(split.metadata))["dose"] == 1e5
+    # Without metadata the counts' granularity (one photon = 1/scale) still gives the scale.
+    bare = load_split(_rewritten(tiny_split[0], tmp_path / "no_meta.npz"))
+    assert bare.scale_hint == pytest.approx(stored, rel=1e-5)
+    assert intensity_scale(bare, 1e5) == pytest.approx(stored, rel=1e-5)
+    # Values with no granularity: the estimate the dose implies. Train-split counts average
+    # the dose only approximately (the dose is a mean over both splits).
+    jitter = 1 + 1e-3 * np.random.default_rng(0).random(split.diffraction.shape)
+    smooth = _rewritten(
+        tiny_split[0], tmp_path / "smooth.npz",
+        diffraction=(split.diffraction * jitter).astype(np.float32),
+    )  # fmt: skip
+    continuous = load_split(smooth)
+    assert continuous.intensity_scale is None
+    assert intensity_scale(continuous, 1e5) == pytest.approx(stored, rel=0.05)
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 def test_samples_have_the_shapes_the_network_expects(make_config: Any, gridsize: int) -> None:
-    config = make_config(gridsize=gridsize, n_groups=40)
+    config = make_config(gridsize=gridsize, n_groups=40, val_fraction=0.0)
     data = PtychoDataModule(config)
     data.setup()
     test_split = data.test_split
@@ -73,3 +91,26 @@ def test_ground_truth_scores_better_than_the_untrained_network(make_config: Any)
             model.loss(model.predicted_amplitude(model(diffraction), offsets), diffraction)
         )
     assert reference_loss(model, data) < untrained
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_validation_is_held_out_of_the_train_split_never_the_test_split(
+    make_config: Any, gridsize: int
+) -> None:
+    data = PtychoDataModule(make_config(gridsize=gridsize, n_groups=40, val_fraction=0.2))
+    data.setup()
+    everything = PtychoDataModule(make_config(gridsize=gridsize, n_groups=40, val_fraction=0.0))
+    everything.setup()
+    assert data.val_samples.size == 8 and data.train_samples.size == 32
+    # Together they are exactly the samples a run without validation trains on.
+    rows = {
+        tuple(r) for r in np.concatenate([data.train_samples.indices, data.val_samples.indices])
+    }
+    assert rows == {tuple(r) for r in everything.train_samples.indices}
+    # Validation patterns are train-split patterns: their diffraction is the train file's.
+    np.testing.assert_array_equal(
+        data.val_samples.diffraction, data.train_split.diffraction[data.val_samples.indices]
+    )
+    diffraction, _ = next(iter(data.val_dataloader()))
+    assert len(diffraction) == 8
+    assert everything.val_samples.size == 0 and everything.val_dataloader() == []
