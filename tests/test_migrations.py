@@ -92,6 +92,7 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.mark.slow
 def test_postgres_upgrade_head_matches_the_models(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
     try:

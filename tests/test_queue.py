@@ -375,6 +375,7 @@ def pg_engine() -> Iterator[Engine]:
         admin.dispose()
 
 
+@pytest.mark.slow
 def test_postgres_concurrent_claims_take_each_job_once(pg_engine: Engine, tmp_path: Path) -> None:
     insert_run(pg_engine, tmp_path, 300)
 
@@ -398,6 +399,7 @@ def test_postgres_concurrent_claims_take_each_job_once(pg_engine: Engine, tmp_pa
         assert len(list(session.scalars(select(Attempt.id)))) == 300
 
 
+@pytest.mark.slow
 def test_postgres_claim_skips_a_locked_row(pg_engine: Engine, tmp_path: Path) -> None:
     insert_run(pg_engine, tmp_path, 2)
     with pg_engine.connect() as holder:
@@ -410,6 +412,7 @@ def test_postgres_claim_skips_a_locked_row(pg_engine: Engine, tmp_path: Path) ->
     assert claim(pg_engine).job_id == 1
 
 
+@pytest.mark.slow
 def test_postgres_heartbeat_fences_and_reports_cancel(pg_engine: Engine, tmp_path: Path) -> None:
     insert_run(pg_engine, tmp_path, 1)
     job = claim(pg_engine)

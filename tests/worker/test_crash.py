@@ -9,12 +9,15 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, utcnow
 from tests.worker.conftest import FAST, WorkerProcesses
 from tests.worker.fakes import all_finished, insert_run, jobs_of, read_executions, wait_for
+
+pytestmark = pytest.mark.slow  # real worker processes killed and restarted
 
 # A job runs 1.5 s in 15 steps; a kill waits for step 2, so it lands well inside the job.
 SLOW_JOB = {"sleep_s": 1.5, "steps": 15}

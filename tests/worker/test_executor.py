@@ -152,6 +152,7 @@ def test_executor_setting_must_name_module_and_attribute(settings: Settings) -> 
         load_executor(broken)
 
 
+@pytest.mark.slow
 def test_real_training_job_in_a_worker_process(
     workers: WorkerProcesses, engine: Engine, tmp_path: Path
 ) -> None:

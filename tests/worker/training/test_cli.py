@@ -22,6 +22,7 @@ def _copy_with(source: Path, target: Path, **changes: Any) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_contract_violation_exits_nonzero_naming_file_and_key(
     tiny_split: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -41,6 +42,7 @@ def test_contract_violation_exits_nonzero_naming_file_and_key(
     assert not (out / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_missing_file_exits_nonzero_and_is_logged(
     tiny_split: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -53,6 +55,7 @@ def test_missing_file_exits_nonzero_and_is_logged(
     assert str(missing) in (out / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_cli_trains_and_writes_result_json(
     tiny_split: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -78,6 +78,7 @@ def test_samples_have_the_shapes_the_network_expects(make_config: Any, gridsize:
     assert diffraction.dtype == torch.float32 and offsets.shape[1:] == (channels, 2)
 
 
+@pytest.mark.slow
 def test_ground_truth_scores_better_than_the_untrained_network(make_config: Any) -> None:
     config = make_config(gridsize=2)
     data = PtychoDataModule(config)

@@ -16,6 +16,7 @@ def _model(**overrides: object) -> LitPtychoPINN:
     return LitPtychoPINN(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["poisson", "mae"])
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(loss: str) -> None:
     torch.manual_seed(0)

@@ -17,6 +17,8 @@ from worker.training.data import PtychoDataModule
 from worker.training.evaluate import predict_patches
 from worker.training.metrics import METRIC_KEYS
 
+pytestmark = pytest.mark.slow  # real Lightning training
+
 RESULT_KEYS = {
     "status", "final_loss", "epochs_completed", "checkpoint_path", "bundle_path",
     "bundle_sha256", "bundle_size_bytes", "val_loss", "duration_s", "device", "metrics",
