@@ -123,6 +123,7 @@ class Attempt(SQLModel, table=True):
     ended_at: datetime | None = None
     outcome: AttemptOutcome = AttemptOutcome.running
     error: str | None = None
+    executor: str | None = Field(default=None, description="Where it ran: local, slurm, ray")
 
 
 class SkipEventBase(SQLModel):
@@ -173,8 +174,28 @@ class TrainingOptions(BaseModel):
     seed: int = 123
 
 
+# SLURM's names: a partition or account, --mem (16G), --time (04:00:00, 2-00:00:00, 90).
+_SLURM_NAME = r"^[A-Za-z0-9_.-]+$"
+_SLURM_MEM = r"^[0-9]+[KMGT]?$"
+_SLURM_TIME = r"^([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}$"
+
+
+class ClusterOptions(BaseModel):
+    """Per-run resources of each job on a cluster (SLURM, Ray); unset: the deployment's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: int | None = PydanticField(None, ge=0, le=64, description="GPUs per job")
+    cpus: int | None = PydanticField(None, ge=1, le=1024, description="CPU cores per job")
+    mem: str | None = PydanticField(None, pattern=_SLURM_MEM, description="SLURM --mem")
+    time_limit: str | None = PydanticField(None, pattern=_SLURM_TIME, description="SLURM --time")
+    partition: str | None = PydanticField(None, pattern=_SLURM_NAME, max_length=64)
+    account: str | None = PydanticField(None, pattern=_SLURM_NAME, max_length=64)
+
+
 class ExecutionOptions(BaseModel):
-    """Per-run execution options; the keys are `TrainConfig` field names (study.md §8)."""
+    """Per-run execution options; the keys are `TrainConfig` field names (study.md §8),
+    and `cluster`: resources for the SLURM and Ray executors."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -183,6 +204,7 @@ class ExecutionOptions(BaseModel):
     deterministic: bool = True
     num_workers: int = PydanticField(0, ge=0)
     logger: Literal["csv", "tensorboard", "none"] = "csv"
+    cluster: ClusterOptions | None = None
 
 
 RUN_CREATE_EXAMPLE: dict[str, Any] = {
@@ -233,6 +255,7 @@ class AttemptPublic(BaseModel):
     ended_at: datetime | None
     outcome: AttemptOutcome
     error: str | None
+    executor: str | None = None
 
 
 class JobPublic(BaseModel):
@@ -257,6 +280,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    executor: str | None = PydanticField(None, description="The latest attempt's executor")
     attempt_history: list[AttemptPublic]
 
 

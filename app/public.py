@@ -71,4 +71,7 @@ def job_public(job: Job, history: list[AttemptPublic]) -> JobPublic:
         step=job.progress_step,
         loss=job.progress_loss,
     )
-    return JobPublic.model_validate({**fields, "progress": progress, "attempt_history": history})
+    executor = history[-1].executor if history else None
+    return JobPublic.model_validate(
+        {**fields, "progress": progress, "executor": executor, "attempt_history": history}
+    )

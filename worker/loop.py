@@ -15,7 +15,7 @@ from app import queue
 from app.core.config import Settings
 from app.models import AttemptOutcome
 from app.queue import ClaimedJob, HeartbeatReply, Progress
-from worker.executors.base import Execution, Executor, Outcome
+from worker.executors.base import Execution, Executor, Outcome, executor_name
 from worker.reporting import ManifestWriter, append_log
 from worker.signals import StopSignal
 from worker.wakeup import ChangeWatch
@@ -78,6 +78,7 @@ class Worker:
         self.settings = settings
         self.engine = engine
         self.executor = executor
+        self.executor_name = executor_name(executor)
         self.name = name
         self.once = once
         self.stop = stop or StopSignal()
@@ -95,7 +96,10 @@ class Worker:
                 self._manifests.flush()
                 try:
                     job = queue.claim_next_job(
-                        engine=self.engine, worker=self.name, lease_s=self.settings.lease_s
+                        engine=self.engine,
+                        worker=self.name,
+                        lease_s=self.settings.lease_s,
+                        executor=self.executor_name,
                     )
                 except SQLAlchemyError:
                     logger.warning("claim failed; trying again", exc_info=True)
@@ -238,21 +242,31 @@ class Worker:
 
 
 def _judge(outcome: Outcome, *, cancel: bool, shutdown: bool) -> Verdict:
+    # A result the database would refuse must fail the attempt, not stall it.
+    unstorable = _unstorable(outcome.result)
     if outcome.status == "succeeded":
-        try:  # a result the database would refuse must fail the attempt, not stall it
-            json.dumps(outcome.result, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            return Verdict(
-                AttemptOutcome.failed, reason=f"the result is not storable as JSON: {exc}"
-            )
+        if unstorable:
+            return Verdict(AttemptOutcome.failed, reason=unstorable)
         return Verdict(AttemptOutcome.succeeded, result=outcome.result)
-    if cancel:
-        return Verdict(AttemptOutcome.cancelled, reason="cancelled")
+    if cancel:  # what training had when it stopped (metrics, image) is kept
+        kept = None if unstorable else outcome.result
+        return Verdict(AttemptOutcome.cancelled, result=kept, reason="cancelled")
+    if outcome.status == "interrupted":  # preempted or requeued by the cluster: not counted
+        return Verdict(AttemptOutcome.interrupted, reason=outcome.error or "interrupted")
     if outcome.status == "stopped":
         if shutdown:
             return Verdict(AttemptOutcome.interrupted, reason="stopped while the worker shut down")
         return Verdict(AttemptOutcome.failed, reason="training stopped without being asked to")
     return Verdict(AttemptOutcome.failed, reason=outcome.error or "unknown failure")
+
+
+def _unstorable(result: dict[str, Any] | None) -> str:
+    """Why `result` cannot be stored as JSON; '' when it can."""
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"the result is not storable as JSON: {exc}"
+    return ""
 
 
 def _write_verdict(engine: Engine, job: ClaimedJob, verdict: Verdict) -> bool:
@@ -269,6 +283,8 @@ def _write_verdict(engine: Engine, job: ClaimedJob, verdict: Verdict) -> bool:
         error = verdict.reason
         return queue.fail_attempt(engine=engine, job_id=job_id, lease_token=token, error=error)
     if verdict.outcome == AttemptOutcome.cancelled:
-        return queue.confirm_cancelled(engine=engine, job_id=job_id, lease_token=token)
+        return queue.confirm_cancelled(
+            engine=engine, job_id=job_id, lease_token=token, result=verdict.result
+        )
     reason = verdict.reason
     return queue.release_job(engine=engine, job_id=job_id, lease_token=token, reason=reason)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0, description="Wait on SIGTERM before releasing")
     executor: str = Field(
         "worker.executors.training:TrainingExecutor",
-        description="module:attribute of the executor factory the workers use",
+        description="The workers' executor: local, slurm, ray, or a factory's module:attribute",
     )
     max_jobs_per_run: int = Field(20_000, ge=1, description="Refuse designs larger than this")
     idle_check_interval_s: float = Field(
@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     manifest_interval_s: float = Field(
         1.0, ge=0, description="Least time between a worker's manifest writes for one run"
     )
+
+    # The SLURM executor (PTYCHOJOBS_EXECUTOR=slurm); a run's `execution.cluster` overrides.
+    slurm_partition: str = Field("", description="sbatch --partition; empty: the default")
+    slurm_account: str = Field("", description="sbatch --account; empty: the user's default")
+    slurm_time_limit: str = Field("", description="sbatch --time, e.g. 04:00:00; empty: default")
+    slurm_mem: str = Field("", description="sbatch --mem, e.g. 16G; empty: the default")
+    slurm_gpus: int = Field(1, ge=0, description="GPUs per job (--gres=gpu:N); 0 for none")
+    slurm_cpus_per_task: int = Field(2, ge=1, description="sbatch --cpus-per-task")
+    slurm_sbatch_args: str = Field("", description="More sbatch options, shell-quoted")
+    slurm_bin_dir: str = Field("", description="Folder of sbatch, scontrol, scancel; empty: PATH")
+    slurm_python: str = Field("", description="Python on the nodes; empty: the worker's own")
+    slurm_poll_interval_s: float = Field(5.0, gt=0, description="How often a job's state is read")
+    # The Ray executor (PTYCHOJOBS_EXECUTOR=ray); a run's `execution.cluster` overrides.
+    ray_address: str = Field("auto", description="ray.init address: auto, ray://host:10001, ...")
+    ray_num_gpus: float = Field(1.0, ge=0, description="GPUs per job's Ray task")
+    ray_num_cpus: float = Field(1.0, ge=0, description="CPUs per job's Ray task")
 
     @field_validator("data_root")
     @classmethod

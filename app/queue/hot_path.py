@@ -66,7 +66,7 @@ _CLAIM_KEYS = (
     *("status", "lease_token", "lease_owner", "lease_expires_at", "started_at", "updated_at"),
     *PROGRESS_KEYS,
 )
-_ATTEMPT_KEYS = ("job_id", "number", "worker", "lease_token", "started_at", "outcome")
+_ATTEMPT_KEYS = ("job_id", "number", "worker", "lease_token", "started_at", "outcome", "executor")
 _BEAT_KEYS = ("lease_expires_at", "updated_at")
 _COMPLETE_KEYS = ("status", "result", "error", "finished_at", "updated_at", *LEASE_CLEARED)
 

@@ -69,8 +69,13 @@ _HELD = (
 )
 
 
-def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob | None:
-    """Lease the oldest queued job (run, then position) to `worker`; None when none is queued."""
+def claim_next_job(
+    *, engine: Engine, worker: str, lease_s: float, executor: str | None = None
+) -> ClaimedJob | None:
+    """Lease the oldest queued job (run, then position) to `worker`; None when none is queued.
+
+    `executor` (local, slurm, ray) is recorded on the attempt.
+    """
     check_transition(JobStatus.queued, JobStatus.running)
     hot = hot_path_for(engine)
     now = utcnow()
@@ -90,6 +95,7 @@ def claim_next_job(*, engine: Engine, worker: str, lease_s: float) -> ClaimedJob
         "lease_token": token,
         "started_at": now,
         "outcome": AttemptOutcome.running,
+        "executor": executor,
     }
     claim = hot.claim.bind(lease)
     with driver_transaction(engine) as transaction:
@@ -216,9 +222,16 @@ def release_job(*, engine: Engine, job_id: int, lease_token: str, reason: str) -
     return done
 
 
-def confirm_cancelled(*, engine: Engine, job_id: int, lease_token: str) -> bool:
-    """The worker stopped a job whose cancel was requested: running → cancelled."""
-    values = {"finished_at": utcnow(), **LEASE_CLEARED}
+def confirm_cancelled(
+    *, engine: Engine, job_id: int, lease_token: str, result: dict[str, Any] | None = None
+) -> bool:
+    """The worker stopped a job whose cancel was requested: running → cancelled.
+
+    `result` is what training had when it stopped (partial metrics, image); it is kept.
+    """
+    values: dict[str, Any] = {"finished_at": utcnow(), **LEASE_CLEARED}
+    if result is not None:
+        values["result"] = result
     with engine.begin() as conn:
         held = conn.execute(_HELD, {"b_id": job_id, "b_token": lease_token}).first()
         if held is None or not held.cancel_requested:

@@ -12,20 +12,30 @@ from app.core.config import Settings
 from app.queue import ClaimedJob, Progress
 from worker.training.config import ProgressReporter  # light: no torch
 
-__all__ = ["Execution", "Executor", "Outcome", "ProgressReporter", "load_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Execution",
+    "Executor",
+    "Outcome",
+    "ProgressReporter",
+    "executor_name",
+    "load_executor",
+]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended: `stopped` means training honoured a stop request."""
+    """How an attempt ended: `stopped` means training honoured a stop request; `interrupted`
+    means the cluster took the attempt away (preemption, a requeue, a lost node), which
+    requeues the job without counting the attempt."""
 
-    status: Literal["succeeded", "stopped", "failed"]
+    status: Literal["succeeded", "stopped", "failed", "interrupted"]
     result: dict[str, Any] | None = None
     error: str | None = None
 
 
 class Execution(Protocol):
-    """One attempt in flight, wherever it runs (a child process today, a Ray task later)."""
+    """One attempt in flight, wherever it runs (a child process, a SLURM job, a Ray task)."""
 
     def wait(self, timeout_s: float) -> Outcome | None:
         """Block up to `timeout_s`; the outcome once the attempt ended, else None."""
@@ -58,13 +68,28 @@ class Executor(Protocol):
 
 ExecutorFactory = Callable[[Settings], Executor]
 
+# Short names for `PTYCHOJOBS_EXECUTOR`.
+EXECUTORS = {
+    "local": "worker.executors.training:TrainingExecutor",
+    "slurm": "worker.executors.slurm:SlurmExecutor",
+    "ray": "worker.executors.ray_tasks:RayExecutor",
+}
+
 
 def load_executor(settings: Settings) -> Executor:
-    """Build the executor named by `settings.executor` ("module:attr")."""
-    module_name, _, attribute = settings.executor.partition(":")
+    """Build the executor named by `settings.executor` (a short name or "module:attr")."""
+    spec = EXECUTORS.get(settings.executor, settings.executor)
+    module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(
-            f"PTYCHOJOBS_EXECUTOR: expected 'module:attribute', got {settings.executor!r}"
+            f"PTYCHOJOBS_EXECUTOR: expected 'module:attribute' or one of "
+            f"{', '.join(EXECUTORS)}, got {settings.executor!r}"
         )
     factory: ExecutorFactory = getattr(importlib.import_module(module_name), attribute)
     return factory(settings)
+
+
+def executor_name(executor: Executor) -> str:
+    """What the attempts table records: the executor's `name` (local, slurm, ray) or class."""
+    name = getattr(executor, "name", None)
+    return name if isinstance(name, str) else type(executor).__name__

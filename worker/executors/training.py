@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from app.core.config import Settings
 from app.paths import resolve_inside
@@ -18,7 +18,10 @@ from worker.executors.base import Execution, ProgressReporter
 from worker.executors.forkserver import ChildProcessExecutor, JobTarget
 from worker.training import TrainConfig  # light: torch loads with `train`, in the child
 
-__all__ = ["TrainingExecutor", "build_train_config", "train_job"]
+__all__ = ["CLUSTER_KEY", "TrainingExecutor", "build_train_config", "check_job_paths", "train_job"]
+
+# The run's `execution` key for cluster resources (SLURM, Ray); the other keys are TrainConfig's.
+CLUSTER_KEY = "cluster"
 
 # Imported once by the fork server, so a job's child starts with them warm.
 TRAINING_PRELOAD = ("torch", "lightning", "worker.training.runner", "worker.executors.training")
@@ -26,6 +29,8 @@ TRAINING_PRELOAD = ("torch", "lightning", "worker.training.runner", "worker.exec
 
 class TrainingExecutor(ChildProcessExecutor):
     """Trains each job with `worker.training.train` in a child of a warm fork server."""
+
+    name: ClassVar[str] = "local"
 
     def __init__(
         self,
@@ -38,15 +43,20 @@ class TrainingExecutor(ChildProcessExecutor):
         self._data_root = settings.data_root
 
     def start(self, job: ClaimedJob) -> Execution:
-        # Paths were checked when the run was created; check again before touching them.
-        for field in ("train_data_path", "test_data_path", "artifact_dir", "log_path"):
-            resolve_inside(getattr(job, field), field=field, data_root=self._data_root)
+        check_job_paths(job, self._data_root)
         return super().start(job)
+
+
+def check_job_paths(job: ClaimedJob, data_root: Path) -> None:
+    """Paths were checked when the run was created; check again before touching them."""
+    for field in ("train_data_path", "test_data_path", "artifact_dir", "log_path"):
+        resolve_inside(getattr(job, field), field=field, data_root=data_root)
 
 
 def build_train_config(job: ClaimedJob) -> TrainConfig:
     """The job's `TrainConfig`: its data and dose, the design's K, the run's options."""
     design = {key: job.design[key] for key in ("neighbor_count",) if key in job.design}
+    execution = {key: value for key, value in job.execution.items() if key != CLUSTER_KEY}
     return TrainConfig(
         train_path=Path(job.train_data_path),
         test_path=Path(job.test_data_path),
@@ -56,13 +66,14 @@ def build_train_config(job: ClaimedJob) -> TrainConfig:
         log_path=Path(job.log_path),
         **design,
         **job.training,
-        **job.execution,
+        **execution,
     )
 
 
 def train_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
-    """Runs in the child: train the job, return its result."""
+    """Runs in the child: train the job, return its result; a retry resumes where it stopped."""
     from worker.training import train
 
-    result: dict[str, Any] = train(build_train_config(job), reporter=reporter)
+    config = build_train_config(job)
+    result: dict[str, Any] = train(config, reporter=reporter, resume=job.attempt > 1)
     return result

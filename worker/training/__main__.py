@@ -9,57 +9,98 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from worker.training.config import ACCELERATORS, LOGGERS, LOSSES, TrainConfig
+from worker.training.progress_file import FileReporter
+
+# TrainConfig field → command-line option (its `dest`); the file of --config uses field names.
+_OPTIONS = {
+    "train_path": "train",
+    "test_path": "test",
+    "out_dir": "out",
+    "gridsize": "gridsize",
+    "nphotons": "nphotons",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "n_groups": "n_groups",
+    "neighbor_count": "neighbor_count",
+    "loss": "loss",
+    "accelerator": "accelerator",
+    "devices": "devices",
+    "deterministic": "deterministic",
+    "num_workers": "num_workers",
+    "logger": "logger",
+    "seed": "seed",
+    "log_path": "log_path",
+}
+_REQUIRED = ("train", "test", "out", "gridsize", "nphotons")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker.training", description=__doc__)
-    parser.add_argument("--train", type=Path, required=True, help="train split NPZ")
-    parser.add_argument("--test", type=Path, required=True, help="test split NPZ")
-    parser.add_argument("--out", type=Path, required=True, help="artifact directory")
-    parser.add_argument("--gridsize", type=int, choices=(1, 2), required=True)
-    parser.add_argument("--nphotons", type=float, required=True, help="dose (photons/pattern)")
-    defaults = TrainConfig(Path(), Path(), Path(), 1, 1.0)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--n-groups", type=int, default=defaults.n_groups)
-    parser.add_argument("--neighbor-count", type=int, default=defaults.neighbor_count)
-    parser.add_argument("--loss", choices=LOSSES, default=defaults.loss)
-    parser.add_argument("--accelerator", choices=ACCELERATORS, default=defaults.accelerator)
-    parser.add_argument("--devices", type=int, default=defaults.devices)
     parser.add_argument(
-        "--deterministic", action=argparse.BooleanOptionalAction, default=defaults.deterministic
+        "--config",
+        type=Path,
+        help="JSON file of TrainConfig fields (what a cluster executor writes); "
+        "options given as well override it",
     )
-    parser.add_argument("--num-workers", type=int, default=defaults.num_workers)
-    parser.add_argument("--logger", choices=LOGGERS, default=defaults.logger)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--log-path", type=Path, default=None, help="default: OUT/train.log")
-    return parser.parse_args(argv)
+    parser.add_argument("--train", type=Path, help="train split NPZ")
+    parser.add_argument("--test", type=Path, help="test split NPZ")
+    parser.add_argument("--out", type=Path, help="artifact directory")
+    parser.add_argument("--gridsize", type=int, choices=(1, 2))
+    parser.add_argument("--nphotons", type=float, help="dose (photons/pattern)")
+    defaults = TrainConfig(Path(), Path(), Path(), 1, 1.0)
+    parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    parser.add_argument("--lr", type=float, help=f"default {defaults.lr}")
+    parser.add_argument("--n-groups", type=int, help=f"default {defaults.n_groups}")
+    parser.add_argument("--neighbor-count", type=int, help=f"default {defaults.neighbor_count}")
+    parser.add_argument("--loss", choices=LOSSES, help=f"default {defaults.loss}")
+    parser.add_argument(
+        "--accelerator", choices=ACCELERATORS, help=f"default {defaults.accelerator}"
+    )
+    parser.add_argument("--devices", type=int, help=f"default {defaults.devices}")
+    parser.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        help=f"default {defaults.deterministic}",
+    )
+    parser.add_argument("--num-workers", type=int, help=f"default {defaults.num_workers}")
+    parser.add_argument("--logger", choices=LOGGERS, help=f"default {defaults.logger}")
+    parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    parser.add_argument("--log-path", type=Path, help="default: OUT/train.log")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoints/last.ckpt when an earlier attempt left one",
+    )
+    parser.add_argument("--progress-file", type=Path, help="keep the latest progress here (JSON)")
+    parser.add_argument(
+        "--stop-file", type=Path, help="stop at the next step once this file exists"
+    )
+    args = parser.parse_args(argv)
+    missing = [f"--{name}" for name in _REQUIRED if getattr(args, name) is None]
+    if args.config is None and missing:
+        parser.error(f"the following arguments are required without --config: {', '.join(missing)}")
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        train_path=args.train,
-        test_path=args.test,
-        out_dir=args.out,
-        gridsize=args.gridsize,
-        nphotons=args.nphotons,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        n_groups=args.n_groups,
-        neighbor_count=args.neighbor_count,
-        loss=args.loss,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        deterministic=args.deterministic,
-        num_workers=args.num_workers,
-        logger=args.logger,
-        seed=args.seed,
-        log_path=args.log_path,
-    )
+    """The --config file's fields (if any), then the options given on the command line."""
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        values = json.loads(args.config.read_text(encoding="utf-8"))
+        if not isinstance(values, dict):
+            raise ValueError(f"{args.config}: expected a JSON object of TrainConfig fields")
+        unknown = sorted(set(values) - set(TrainConfig.field_names()))
+        if unknown:
+            raise ValueError(f"{args.config}: unknown TrainConfig fields {unknown}")
+    for field, dest in _OPTIONS.items():
+        if getattr(args, dest) is not None:
+            values[field] = getattr(args, dest)
+    return TrainConfig(**values)
 
 
 class ConsoleReporter:
@@ -97,25 +138,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = config_from_args(args)
-    except ValueError as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from app.study.contract import ContractError
     from worker.training.runner import train
 
-    reporter = ConsoleReporter(config.epochs) if sys.stderr.isatty() else None
     try:
-        if reporter is None:
-            result = train(config)
+        if args.progress_file is not None or args.stop_file is not None:
+            reporter = FileReporter(args.progress_file, args.stop_file)
+            reporter.install_signal_handlers()
+            result = train(config, reporter=reporter, resume=args.resume)
+        elif sys.stderr.isatty():
+            console = ConsoleReporter(config.epochs)
+            signal.signal(signal.SIGINT, console.interrupt)
+            with console.progress:
+                result = train(config, reporter=console, resume=args.resume)
+                console.finish(result["epochs_completed"])
         else:
-            signal.signal(signal.SIGINT, reporter.interrupt)
-            with reporter.progress:
-                result = train(config, reporter=reporter)
-                reporter.finish(result["epochs_completed"])
+            result = train(config, resume=args.resume)
     except (ContractError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: result[k] for k in ("status", "final_loss", "metrics")}, indent=2))
+    print(json.dumps({k: result.get(k) for k in ("status", "final_loss", "metrics")}, indent=2))
     print(f"result: {config.out_dir / 'result.json'}", file=sys.stderr)
     return 0
 

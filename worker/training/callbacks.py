@@ -125,6 +125,12 @@ class EpochHistory(Callback):
     def epochs_completed(self) -> int:
         return sum(1 for row in self.history if row["complete"])
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])  # a resumed job keeps its earlier epochs
+
 
 def _loss_of(outputs: Any) -> float:
     if isinstance(outputs, dict):

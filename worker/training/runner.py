@@ -28,6 +28,7 @@ from worker.training.data import PtychoDataModule
 from worker.training.evaluate import reference_loss, save_comparison_png
 from worker.training.module import LitPtychoPINN
 from worker.training.report import finite_tree, log_assessment
+from worker.training.resume import LastCheckpoint, resumable_checkpoint, resume_warnings
 from worker.training.watch import ReferenceWatch
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,14 @@ RESULT_NAME = "result.json"
 _QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
 
-def train(config: TrainConfig, *, reporter: ProgressReporter | None = None) -> dict[str, Any]:
-    """Train one job, evaluate it on the test split, write its artifacts; return result.json."""
+def train(
+    config: TrainConfig, *, reporter: ProgressReporter | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Train one job, evaluate it on the test split, write its artifacts; return result.json.
+
+    With `resume`, training continues from `checkpoints/last.ckpt` when an earlier attempt
+    left one (its epochs and history are kept); otherwise it starts from scratch.
+    """
     started = time.monotonic()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     log = TrainLog(config.resolved_log_path)
@@ -52,7 +59,7 @@ def train(config: TrainConfig, *, reporter: ProgressReporter | None = None) -> d
     try:
         data = _load(config, log)
         with _torch_flags_restored(), quiet_lightning():
-            result = _fit_and_evaluate(config, data, log, reporter)
+            result = _fit_and_evaluate(config, data, log, reporter, resume)
     except (ContractError, FileNotFoundError):
         raise  # already in train.log, with the file and key
     except Exception as exc:
@@ -85,9 +92,17 @@ def _load(config: TrainConfig, log: TrainLog) -> PtychoDataModule:
 
 
 def _fit_and_evaluate(
-    config: TrainConfig, data: PtychoDataModule, log: TrainLog, reporter: ProgressReporter | None
+    config: TrainConfig,
+    data: PtychoDataModule,
+    log: TrainLog,
+    reporter: ProgressReporter | None,
+    resume: bool,
 ) -> dict[str, Any]:
-    _clear_previous_attempt(config.out_dir)
+    resume_from = resumable_checkpoint(config.out_dir / CHECKPOINT_DIR) if resume else None
+    if resume_from is None:
+        _clear_previous_attempt(config.out_dir)
+    else:
+        log.write(f"resuming from {resume_from.relative_to(config.out_dir)}")
     L.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, data)
     # Before training the model's physics is the true one: the ground truth's loss there.
@@ -98,9 +113,9 @@ def _fit_and_evaluate(
     callbacks: list[Callback] = [history, watch]
     if progress is not None:
         callbacks.append(progress)
-    with expected_warnings():
+    with expected_warnings(), resume_warnings():
         trainer = build_trainer(config, data, callbacks)
-        trainer.fit(model, datamodule=data)
+        trainer.fit(model, datamodule=data, ckpt_path=resume_from)
     checkpoint = _final_checkpoint(trainer, config.out_dir)
     if config.keep_weights == "best":
         model = _best_weights(model, trainer)
@@ -159,8 +174,7 @@ def build_trainer(
         filename="best-{epoch}",
         monitor="val_loss" if data.val_samples.size else None,
         mode="min",
-        save_last=True,
-        # Jobs restart from scratch, never resume: weights alone cut checkpoint I/O threefold.
+        # Weights alone cut checkpoint I/O threefold; resuming uses LastCheckpoint's full state.
         save_weights_only=True,
     )
     steps = math.ceil(len(data.train_samples.diffraction) / config.batch_size)
@@ -170,7 +184,7 @@ def build_trainer(
         max_epochs=config.epochs,
         deterministic=config.deterministic,
         logger=make_logger(config),
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[checkpoint, *callbacks, LastCheckpoint(config.out_dir / CHECKPOINT_DIR)],
         default_root_dir=config.out_dir,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -196,8 +210,8 @@ def _final_checkpoint(trainer: L.Trainer, out_dir: Path) -> str:
     """Relative path of the best checkpoint; a stop before any validation saves one now."""
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
-    if not best:
-        path = out_dir / CHECKPOINT_DIR / "last.ckpt"
+    if not best:  # not last.ckpt: a resumed job must not continue from the middle of an epoch
+        path = out_dir / CHECKPOINT_DIR / "stopped.ckpt"
         trainer.save_checkpoint(path)
         best = str(path)
     return str(Path(best).relative_to(out_dir))
@@ -214,7 +228,7 @@ def _best_weights(model: LitPtychoPINN, trainer: L.Trainer) -> LitPtychoPINN:
 
 
 def _clear_previous_attempt(out_dir: Path) -> None:
-    """A retried job starts from clean checkpoint and metric folders (train.log is kept)."""
+    """A job not resumed starts from clean checkpoint and metric folders (train.log is kept)."""
     for name in (CHECKPOINT_DIR, LOG_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
