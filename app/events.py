@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -96,9 +96,18 @@ class RunEventStream:
 
 
 async def run_events(
-    engine: Engine, start: tuple[Key, RunLive], *, poll_s: float, ping_s: float
+    engine: Engine,
+    start: tuple[Key, RunLive],
+    *,
+    poll_s: float,
+    ping_s: float,
+    disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE stream of a run from its `start` (`read_live`), until the run is terminal."""
+    """The SSE stream of a run from its `start` (`read_live`), until the run is terminal.
+
+    `disconnected` is asked before every poll, so a stream whose client left stops reading
+    the database at once instead of at its next write.
+    """
     key, first = start
     stream = RunEventStream(first)
     yield "retry: 2000\n\n"
@@ -109,6 +118,8 @@ async def run_events(
     last_sent = time.monotonic()
     while True:
         await anyio.sleep(poll_s)
+        if disconnected is not None and await disconnected():
+            return
         current = await anyio.to_thread.run_sync(_read_key, engine, first.id)
         if current != key:
             key, live = await anyio.to_thread.run_sync(read_live, engine, first.id)

@@ -40,13 +40,16 @@ def read_run_progress(run_id: int, reader: ReaderDep) -> RunLive:
 )
 def stream_run_events(
     run_id: int,
+    request: Request,
     reader: ReaderDep,
     poll_s: Annotated[float, Query(ge=0.05, le=10.0, description="Database poll period")] = 0.5,
 ) -> StreamingResponse:
     """Follow a run as server-sent events: snapshot, job and run changes, then end."""
     start = read_live(reader, run_id)  # an unknown run is a 404 before the stream starts
     return StreamingResponse(
-        run_events(reader, start, poll_s=poll_s, ping_s=PING_S),
+        run_events(
+            reader, start, poll_s=poll_s, ping_s=PING_S, disconnected=request.is_disconnected
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
