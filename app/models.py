@@ -64,27 +64,35 @@ class AttemptOutcome(StrEnum):
     cancelled = "cancelled"
 
 
-class Run(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    created_at: datetime = Field(default_factory=utcnow)
+def _json(*, nullable: bool = False) -> Any:
+    """A JSON column; a fresh Column per table, so base classes can declare it."""
+    if nullable:
+        return Field(default=None, sa_type=JSON, nullable=True)
+    return Field(default_factory=dict, sa_type=JSON, nullable=False)
+
+
+class RunBase(SQLModel):
+    """What a run is: its study roots, artifact folder, mode and options, as stored."""
+
     phase_c_root: str
     phase_d_root: str
     artifact_root: str
     strict: bool = False
     dry_run: bool = False
-    filters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    design: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    training: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    execution: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    filters: dict[str, Any] = _json()
+    design: dict[str, Any] = _json()
+    training: dict[str, Any] = _json()
+    execution: dict[str, Any] = _json()
 
 
-class Job(SQLModel, table=True):
-    # The queue's claim reads the oldest queued job in run order; without this index every
-    # claim sorts all queued jobs.
-    __table_args__ = (Index("ix_job_claim_order", "status", "run_id", "position"),)
-
+class Run(RunBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="run.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class JobBase(SQLModel):
+    """What a job is and how far it got, as clients see it."""
+
     position: int = Field(description="Order within the run: dose ascending, then view")
     dose: float
     view: str
@@ -97,33 +105,47 @@ class Job(SQLModel, table=True):
     attempts: int = Field(default=0, description="Attempts started, all kinds")
     failures: int = Field(default=0, description="Attempts that count against max_attempts")
     max_attempts: int = 3
-    lease_token: str | None = None
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = Field(default=None, index=True)
     cancel_requested: bool = False
-    progress_epoch: int | None = Field(default=None, description="Epoch in progress, from 1")
-    progress_epochs: int | None = Field(default=None, description="Epochs the attempt will run")
-    progress_step: int | None = None
-    progress_loss: float | None = None
-    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    result: dict[str, Any] | None = _json(nullable=True)
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class Job(JobBase, table=True):
+    # The queue's claim reads the oldest queued job in run order; without this index every
+    # claim sorts all queued jobs.
+    __table_args__ = (Index("ix_job_claim_order", "status", "run_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    lease_token: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = Field(default=None, index=True)
+    progress_epoch: int | None = Field(default=None, description="Epoch in progress, from 1")
+    progress_epochs: int | None = Field(default=None, description="Epochs the attempt will run")
+    progress_step: int | None = None
+    progress_loss: float | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class Attempt(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    job_id: int = Field(foreign_key="job.id", index=True)
+class AttemptBase(SQLModel):
+    """One try at a job: who ran it, where, when, and how it ended."""
+
     number: int
     worker: str
-    lease_token: str
     started_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None
     outcome: AttemptOutcome = AttemptOutcome.running
     error: str | None = None
     executor: str | None = Field(default=None, description="Where it ran: local, slurm, ray")
+
+
+class Attempt(AttemptBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    lease_token: str
 
 
 class SkipEventBase(SQLModel):
@@ -172,6 +194,35 @@ class TrainingOptions(BaseModel):
     n_groups: int = PydanticField(512, ge=1)
     loss: Literal["poisson", "mae"] = "poisson"
     seed: int = 123
+    architecture: Literal["ptychopinn", "unet"] = PydanticField(
+        "ptychopinn",
+        description="ptychopinn: PtychoPINN's own encoder/decoder (the study's); unet: ours",
+    )
+    inputs: Literal["amplitudes", "amplitudes+backprop"] = PydanticField(
+        "amplitudes",
+        description="What the network sees: the measured amplitudes, or also their "
+        "parameter-free back-projection",
+    )
+    probe_trainable: bool = PydanticField(False, description="Refine the probe while training")
+    gain_trainable: bool = PydanticField(
+        False, description="Learn a scalar gain on the predicted counts (uncalibrated data)"
+    )
+    val_fraction: float = PydanticField(
+        0.05, ge=0, le=0.5, description="Share of the train split held out for validation"
+    )
+    keep_weights: Literal["final", "best"] = PydanticField(
+        "final",
+        description="Weights to evaluate and bundle: the last epoch's, or the best "
+        "validation loss's",
+    )
+    stitching: Literal["ours", "ptychopinn"] = PydanticField(
+        "ours",
+        description="ours: |probe|²-weighted with phase alignment; ptychopinn: "
+        "central-crop averaging",
+    )
+    stitch_crop: int = PydanticField(
+        20, ge=1, le=1024, description="Central crop M of PtychoPINN's stitching, pixels"
+    )
 
 
 # SLURM's names: a partition or account, --mem (16G), --time (04:00:00, 2-00:00:00, 90).
@@ -246,40 +297,14 @@ class JobProgress(BaseModel):
     loss: float | None = None
 
 
-class AttemptPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    number: int
-    worker: str
-    started_at: datetime
-    ended_at: datetime | None
-    outcome: AttemptOutcome
-    error: str | None
-    executor: str | None = None
+class AttemptPublic(AttemptBase):
+    """An attempt as clients see it (the lease token stays private)."""
 
 
-class JobPublic(BaseModel):
+class JobPublic(JobBase):
     id: int
     run_id: int
-    position: int
-    dose: float
-    view: str
-    gridsize: int
-    status: JobStatus
-    train_data_path: str
-    test_data_path: str
-    log_path: str
-    artifact_dir: str
-    attempts: int
-    failures: int
-    max_attempts: int
-    cancel_requested: bool
     progress: JobProgress
-    result: dict[str, Any] | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     executor: str | None = PydanticField(None, description="The latest attempt's executor")
     attempt_history: list[AttemptPublic]
 
@@ -300,20 +325,11 @@ class SkipEventsPublic(BaseModel):
     count: int
 
 
-class RunPublic(BaseModel):
+class RunPublic(RunBase):
     id: int
-    status: RunStatus
     created_at: datetime
-    phase_c_root: str
-    phase_d_root: str
-    artifact_root: str
+    status: RunStatus
     manifest_path: str
-    strict: bool
-    dry_run: bool
-    filters: dict[str, Any]
-    design: dict[str, Any]
-    training: dict[str, Any]
-    execution: dict[str, Any]
     job_count: int
     counts: dict[str, int] = PydanticField(description="Jobs per status")
     skipped_count: int

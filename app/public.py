@@ -31,24 +31,15 @@ def derive_status(counts: Counter[JobStatus]) -> RunStatus:
 
 def run_public(run: Run, counts: Counter[JobStatus], skipped: int) -> RunPublic:
     """A run with its derived status, job counts per status and skip count."""
-    assert run.id is not None
-    return RunPublic(
-        id=run.id,
-        status=derive_status(counts),
-        created_at=run.created_at,
-        phase_c_root=run.phase_c_root,
-        phase_d_root=run.phase_d_root,
-        artifact_root=run.artifact_root,
-        manifest_path=str(Path(run.artifact_root) / MANIFEST_NAME),
-        strict=run.strict,
-        dry_run=run.dry_run,
-        filters=run.filters,
-        design=run.design,
-        training=run.training,
-        execution=run.execution,
-        job_count=sum(counts.values()),
-        counts={status.value: n for status, n in sorted(counts.items())},
-        skipped_count=skipped,
+    return RunPublic.model_validate(
+        {
+            **run.model_dump(),
+            "status": derive_status(counts),
+            "manifest_path": str(Path(run.artifact_root) / MANIFEST_NAME),
+            "job_count": sum(counts.values()),
+            "counts": {status.value: n for status, n in sorted(counts.items())},
+            "skipped_count": skipped,
+        }
     )
 
 
