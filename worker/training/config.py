@@ -19,7 +19,9 @@ MAX_VAL_FRACTION = 0.5
 class ProgressReporter(Protocol):
     """Receives training progress and may ask training to stop at the next step."""
 
-    def on_progress(self, *, epoch: int, step: int, loss: float) -> None: ...
+    def on_progress(self, *, epoch: int, epochs: int, step: int, loss: float) -> None:
+        """`epoch` (from 1) of `epochs` is the one in progress; `step` counts every batch."""
+        ...
 
     def should_stop(self) -> bool: ...
 

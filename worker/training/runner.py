@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
@@ -22,7 +22,12 @@ from app.core.files import write_json_atomic
 from app.study.contract import ContractError
 from worker.training.assess import assess
 from worker.training.bundle import BUNDLE_NAME, write_bundle
-from worker.training.callbacks import EpochHistory, ReporterCallback, TrainLog
+from worker.training.callbacks import (
+    EpochHistory,
+    OneBasedCheckpoint,
+    ReporterCallback,
+    TrainLog,
+)
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
 from worker.training.evaluate import reference_loss, save_comparison_png
@@ -109,7 +114,7 @@ def _fit_and_evaluate(
     reference = reference_loss(model, data, "val")
     watch = ReferenceWatch(log, reference)
     history = EpochHistory(log, config.epochs)
-    progress = ReporterCallback(reporter) if reporter is not None else None
+    progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
     callbacks: list[Callback] = [history, watch]
     if progress is not None:
         callbacks.append(progress)
@@ -169,7 +174,7 @@ def build_trainer(
     config: TrainConfig, data: PtychoDataModule, callbacks: list[Callback]
 ) -> L.Trainer:
     """A Trainer honouring the job's execution options; quiet unless on a terminal."""
-    checkpoint = ModelCheckpoint(
+    checkpoint = OneBasedCheckpoint(
         dirpath=config.out_dir / CHECKPOINT_DIR,
         filename="best-{epoch}",
         monitor="val_loss" if data.val_samples.size else None,
@@ -189,6 +194,7 @@ def build_trainer(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=1.0 if data.val_samples.size else 0,
         # Only epoch-level metrics are logged; this just keeps Lightning from warning that
         # an epoch is shorter than the interval.
         log_every_n_steps=max(1, min(50, steps)),
