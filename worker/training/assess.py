@@ -90,13 +90,13 @@ def score(result: Reconstruction) -> Blocks:
 def flat_level(data: PtychoDataModule) -> float:
     """The flat object's amplitude that matches the test split's mean counts."""
     energy = float(np.mean(np.sum(data.test_split.diffraction.astype(np.float64) ** 2, (1, 2))))
-    probe_energy = float(np.sum(np.abs(data.test_split.probe.astype(np.complex128)) ** 2))
+    probe_energy = float(np.sum(np.abs(data.test_probe.astype(np.complex128)) ** 2))
     return math.sqrt(energy / probe_energy) if probe_energy > 0 else 1.0
 
 
 def input_only_patches(data: PtychoDataModule) -> np.ndarray:
     """The back-projection of every test sample's patterns, (S, C, N, N) complex."""
-    probe = torch.from_numpy(data.test_split.probe)
+    probe = torch.from_numpy(data.test_probe)
     with torch.no_grad():
         estimate = backprojection(torch.from_numpy(data.test_samples.diffraction), probe)
     return estimate.numpy()

@@ -24,6 +24,10 @@ EVAL_BATCH_SIZE = 64
 VALIDATION_STREAM = 7
 # Relative mismatch between the job's dose and what a file records or shows that is reported.
 DOSE_TOLERANCE = 0.1
+# Mean Σ amplitude² / Σ |probe|² is the object's mean |O|² over the probe when probe and
+# diffraction share units (as the simulator's, and PtychoPINN's, files do); outside this
+# range they cannot.
+PROBE_UNITS_RANGE = (0.02, 2.0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,21 @@ def input_scale(diffraction: np.ndarray, architecture: str = "unet") -> float:
     return target / rms if rms > 0 else 1.0
 
 
+def probe_factor(split: SplitData) -> float:
+    """g with stored amplitudes ≈ |F(g · probe · object)|: 1 when the units already agree.
+
+    Otherwise (a probe from a reconstruction, diffraction in raw counts) Parseval with a
+    flat, fully transmitting object: g² = mean Σ amplitude² / Σ |probe|².
+    """
+    energy = float(np.mean(np.sum(split.diffraction.astype(np.float64) ** 2, axis=(1, 2))))
+    probe_energy = float(np.sum(np.abs(split.probe.astype(np.complex128)) ** 2))
+    if not probe_energy > 0 or not energy > 0:
+        return 1.0
+    ratio = energy / probe_energy
+    low, high = PROBE_UNITS_RANGE
+    return 1.0 if low <= ratio <= high else math.sqrt(ratio)
+
+
 def dose_notes(split: SplitData, nphotons: float, scale: float) -> list[str]:
     """Warnings when the job's dose disagrees with the file's metadata or its own counts."""
     notes = []
@@ -178,6 +197,7 @@ class PtychoDataModule(L.LightningDataModule):
             ),
         )
         self.intensity_scale = intensity_scale(self.train_split, cfg.nphotons)
+        self.probe_factor = probe_factor(self.train_split)
         self.input_scale = input_scale(self.train_split.diffraction, cfg.architecture)
         self.notes = [
             f"{split.path.name}: {note}"
@@ -185,6 +205,11 @@ class PtychoDataModule(L.LightningDataModule):
             for note in split.notes
         ]
         self.notes += dose_notes(self.train_split, cfg.nphotons, self.intensity_scale)
+        if self.probe_factor != 1.0:
+            self.notes.append(
+                f"probeGuess and diffraction are in different units: probe scaled by "
+                f"{self.probe_factor:.6g} (Parseval, fully transmitting object)"
+            )
         self._loaded = True
 
     def _check_compatible(self) -> None:
@@ -212,7 +237,12 @@ class PtychoDataModule(L.LightningDataModule):
 
     @property
     def probe(self) -> np.ndarray:
-        return self.train_split.probe
+        """The probe in the units of the stored diffraction (see `probe_factor`)."""
+        return (self.train_split.probe * self.probe_factor).astype(np.complex64)
+
+    @property
+    def test_probe(self) -> np.ndarray:
+        return (self.test_split.probe * self.probe_factor).astype(np.complex64)
 
     @property
     def detector_mask(self) -> np.ndarray | None:

@@ -7,7 +7,7 @@ import pytest
 
 from app.study.objects import make_object
 from app.study.simulate import extract_patches
-from worker.training.evaluate import scanned_box, stitch
+from worker.training.evaluate import scanned_box, stitch, stitch_weight, stitching_record
 from worker.training.metrics import METRIC_KEYS, compare, frc50
 
 N = 32
@@ -86,3 +86,24 @@ def test_frc50_falls_when_fine_detail_is_lost(obj: np.ndarray) -> None:
     phase = np.angle(obj)
     assert frc50(phase, phase) == pytest.approx(0.5)
     assert frc50(gaussian_filter(phase, 3.0), phase) < frc50(gaussian_filter(phase, 1.0), phase)
+
+
+def test_ptychopinn_stitching_averages_central_crops(obj: np.ndarray) -> None:
+    xy = _scan(whole=True)
+    patches = extract_patches(obj, xy[:, 0], xy[:, 1], N)
+    weight = stitch_weight("ptychopinn", np.ones((N, N)), crop=12)
+    assert weight.sum() == 144 and weight[N // 2 - 6 : N // 2 + 6, N // 2 - 6 : N // 2 + 6].all()
+    # Corrupt everything outside the crop: the stitched image must not see it.
+    corrupted = patches.copy()
+    corrupted[:, weight == 0] = 0
+    image, total = stitch(corrupted, xy, obj.shape, weight)
+    rows, cols = scanned_box(xy, obj.shape)
+    covered = total[rows, cols] > 0
+    # 8-pixel grid steps, 12-pixel crops: the scanned box is fully covered.
+    assert covered.all()
+    assert np.abs(image[rows, cols] - obj[rows, cols]).max() < 1e-12
+    assert stitching_record("ptychopinn", 12) == {
+        "method": "ptychopinn", "weight": "central_crop", "crop": 12, "align_iterations": 0,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="crop"):
+        stitch_weight("ptychopinn", np.ones((N, N)), crop=N + 1)
