@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import service, study, workers
+from app.cli import runs, service, study, workers
 
 cli = typer.Typer(
     name="ptychojobs",
@@ -14,6 +14,7 @@ cli = typer.Typer(
 )
 study.register(cli)
 service.register(cli)
+runs.register(cli)
 workers.register(cli)
 
 

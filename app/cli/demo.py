@@ -1,8 +1,14 @@
-"""`ptychojobs demo`: a small study end to end on SQLite, with a local API and worker."""
+"""`ptychojobs demo`: a small study end to end on SQLite, with a local API and worker.
+
+Progress comes from the run's server-sent events (`app.cli.watch`): bars on a terminal,
+one line per change in a pipe. With `keep` the API and worker stay up after the summary,
+for the dashboard; with `use_settings` the run goes into the database `serve` uses.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -11,11 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
-from rich.live import Live
 
-from app.cli.client import ACTIVE_RUN_STATUSES, PtychoClient
+from app.cli.client import PtychoClient
 from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
-from app.cli.tables import progress_table, skips_table, summary_table
+from app.cli.tables import skips_table, summary_table
+from app.cli.watch import follow_run
 from app.core.config import Settings
 from app.study.demo_data import make_demo_data
 
@@ -39,7 +45,10 @@ class DemoOptions:
     n_positions: int = 1000
     object_size: int | None = None
     timeout_s: float = 1800.0
-    poll_s: float = 1.0
+    keep: bool = False  # leave API and worker running after the summary, until Ctrl-C
+    # The data root and database `serve` uses, instead of `out` and a fresh out/demo.db.
+    data_root: Path | None = None
+    database_url: str | None = None
 
 
 def demo_body(phase_c: Path, phase_d: Path, artifact_root: Path, options: DemoOptions) -> dict:
@@ -68,28 +77,50 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         out / "study", n_positions=options.n_positions, object_size=options.object_size
     )
     console.print(f"demo study: {phase_c}, {phase_d} ({time.monotonic() - started:.1f} s)")
-    database = out / "demo.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)  # a fresh database every time
+    database_url = options.database_url or _fresh_database(out / "demo.db")
+    data_root = options.data_root or out
     port = free_port(HOST)
     env = service_env(
-        data_root=out,
-        database_url=f"sqlite:///{database}",
+        data_root=data_root,
+        database_url=database_url,
         api_url=f"http://{HOST}:{port}",
         port=str(port),
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    body = demo_body(phase_c, phase_d, out / "runs" / stamp, options)
+    body = demo_body(phase_c, phase_d, out / "artifacts" / stamp, options)
     with ExitStack() as stack:
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
         api_log = stack.enter_context((logs / "api.log").open("ab"))
         worker_log = stack.enter_context((logs / "worker.log").open("ab"))
-        console.print(f"API on http://{HOST}:{port} (log {logs / 'api.log'})")
+        console.print(
+            f"API on http://{HOST}:{port} (log {logs / 'api.log'}), database {database_url}"
+        )
         client = stack.enter_context(PtychoClient(f"http://{HOST}:{port}"))
         _start_services(stack, client, env, port, api_log, worker_log)
         console.print(f"worker started (log {logs / 'worker.log'})")
-        return _submit_and_follow(client, body, options, console)
+        code = _submit_and_follow(client, body, options, console)
+        if options.keep:
+            _keep_running(client, console)
+        return code
+
+
+def _fresh_database(path: Path) -> str:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)  # a fresh database every time
+    return f"sqlite:///{path}"
+
+
+def _keep_running(client: PtychoClient, console: Console) -> None:
+    console.print(
+        f"API and worker stay up: dashboard {client.base_url}/ui/, API docs "
+        f"{client.base_url}/docs; Ctrl-C stops them"
+    )
+    console.file.flush()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        console.print("stopping")
 
 
 def _start_services(
@@ -115,8 +146,10 @@ def _submit_and_follow(
     run_id = run["id"]
     console.print(
         f"run {run_id}: {run['job_count']} jobs, {run['skipped_count']} skipped view(s), "
-        f"{options.epochs} epochs, {options.n_groups} groups"
+        f"{options.epochs} epochs, {options.n_groups} groups; "
+        f"dashboard {client.base_url}/ui/runs/{run_id}"
     )
+    console.file.flush()
     started = time.monotonic()
     status = _follow(client, run_id, options, console)
     manifest = client.manifest(run_id)
@@ -124,23 +157,28 @@ def _submit_and_follow(
     console.print(skips_table(manifest["skipped_views"]))
     console.print(f"manifest: {Path(manifest['artifact_root']) / 'training_manifest.json'}")
     console.print(f"manifest URL (while the API runs): {client.manifest_url(run_id)}")
+    console.print(f"report: {client.base_url}/runs/{run_id}/report (?format=csv)")
     console.print(f"run {run_id} {status} in {time.monotonic() - started:.0f} s")
     return 0 if status == "succeeded" else 1
 
 
 def _follow(client: PtychoClient, run_id: int, options: DemoOptions, console: Console) -> str:
-    deadline = time.monotonic() + options.timeout_s
-    title = f"run {run_id}"
-    with Live(progress_table([], title=title), console=console, refresh_per_second=2) as live:
-        while True:
-            run = client.run(run_id)
-            live.update(progress_table(client.jobs(run_id), title=f"{title}: {run['status']}"))
-            if run["status"] not in ACTIVE_RUN_STATUSES:
-                break
-            if time.monotonic() > deadline:
-                client.cancel_run(run_id)
-                console.print(f"[red]timed out after {options.timeout_s:.0f} s; cancelled[/red]")
-                return "timed_out"
-            time.sleep(options.poll_s)
-    console.print()  # a terminal-less Live leaves its last frame without a newline
-    return str(run["status"])
+    """Follow the run's events; past the timeout, cancel it (the stream then ends)."""
+
+    def cancel_when_late() -> None:
+        if not done.wait(options.timeout_s):
+            timed_out.set()
+            with PtychoClient(client.base_url) as canceller:
+                canceller.cancel_run(run_id)
+
+    done, timed_out = threading.Event(), threading.Event()
+    watchdog = threading.Thread(target=cancel_when_late, name="demo-timeout", daemon=True)
+    watchdog.start()
+    try:
+        final = follow_run(client, run_id, console)
+    finally:
+        done.set()
+    if timed_out.is_set():
+        console.print(f"[red]timed out after {options.timeout_s:.0f} s; cancelled[/red]")
+        return "timed_out"
+    return str(final["status"])

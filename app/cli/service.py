@@ -10,8 +10,10 @@ from typing import Any
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
-from app.cli.client import ApiError, PtychoClient
+from app.cli.client import ApiError
+from app.cli.connect import API_URL_HELP, api, fail
 from app.cli.processes import start_worker, stop_process
 from app.cli.tables import progress_table, skips_table
 from app.core.config import get_settings
@@ -70,7 +72,7 @@ def submit(
     n_groups: int | None = typer.Option(None, min=1),
     batch_size: int | None = typer.Option(None, min=1),
     accelerator: str | None = typer.Option(None, help="auto, cpu or gpu"),
-    api_url: str | None = typer.Option(None, help="API address (default: settings.api_url)"),
+    api_url: str | None = typer.Option(None, help=API_URL_HELP),
 ) -> None:
     """Submit a run (POST /runs) from flags or a JSON file, and show what was enqueued."""
     if file is not None:
@@ -87,11 +89,11 @@ def submit(
             body["execution"] = {"accelerator": accelerator}
     else:
         raise typer.BadParameter("give --file, or both --phase-c-root and --phase-d-root")
-    with PtychoClient(api_url or get_settings().api_url) as client:
+    with api(api_url) as client:
         try:
             run = client.submit_run(body)
         except ApiError as exc:
-            console.print(f"[red]refused: {exc}[/red]")
+            console.print(f"[red]refused: {escape(str(exc))}[/red]")
             raise typer.Exit(1) from exc
     console.print(f"run {run['id']}: {run['status']}, {run['job_count']} jobs")
     console.print(progress_table(run["jobs"], title=f"run {run['id']}"))
@@ -100,17 +102,13 @@ def submit(
 
 def status(
     run_id: int = typer.Argument(..., help="Run id"),
-    api_url: str | None = typer.Option(None, help="API address (default: settings.api_url)"),
+    api_url: str | None = typer.Option(None, help=API_URL_HELP),
 ) -> None:
     """Show a run's status, jobs and skipped views."""
-    with PtychoClient(api_url or get_settings().api_url) as client:
-        try:
-            run = client.run(run_id)
-            jobs = client.jobs(run_id)
-            skips = client.skips(run_id)
-        except ApiError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from exc
+    with api(api_url) as client:
+        run = client.run(run_id)
+        jobs = client.jobs(run_id)
+        skips = client.skips(run_id)
     console.print(progress_table(jobs, title=f"run {run_id}: {run['status']}"))
     if skips:
         console.print(skips_table(skips))
@@ -118,16 +116,42 @@ def status(
 
 
 def demo(
-    out: Path = typer.Option(Path("demo-data"), help="Folder for the study, database, artifacts"),
+    out: Path | None = typer.Option(
+        None, help="Folder for the study, database, artifacts (default: demo-data)"
+    ),
     epochs: int = typer.Option(2, min=1, help="Epochs per job"),
     n_groups: int = typer.Option(128, min=1, help="Training samples (groups) per job"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
+    keep: bool = typer.Option(
+        False, "--keep", help="Keep the API and worker up after the summary (for the dashboard)"
+    ),
+    use_settings: bool = typer.Option(
+        False,
+        "--use-settings",
+        help="Use serve's data root and database (PTYCHOJOBS_*): `serve` shows the run later",
+    ),
 ) -> None:
     """Simulate a small study, run it end to end with a local API and worker, summarise."""
     from app.cli.demo import DemoOptions, run_demo
 
     configure_logging("WARNING")
-    options = DemoOptions(out=out, epochs=epochs, n_groups=n_groups, timeout_s=timeout_s)
+    data_root: Path | None = None
+    database_url: str | None = None
+    if use_settings:
+        settings = get_settings()
+        data_root, database_url = settings.data_root, settings.resolved_database_url
+        out = out or data_root / "demo"
+        if not out.resolve().is_relative_to(data_root):
+            raise fail(f"--out {out} must lie inside the data root {data_root}", code=2)
+    options = DemoOptions(
+        out=out or Path("demo-data"),
+        epochs=epochs,
+        n_groups=n_groups,
+        timeout_s=timeout_s,
+        keep=keep,
+        data_root=data_root,
+        database_url=database_url,
+    )
     # Without a terminal (CI logs, pipes) rich assumes 80 columns; the summary needs more.
     wide = console if console.is_terminal else Console(width=140)
     raise typer.Exit(run_demo(options, wide))
