@@ -1,20 +1,25 @@
 """A job's artifacts by name: the files training leaves in the job's artifact dir.
 
 Only named artifacts are served, each at a fixed place under the artifact dir, so no client
-string ever becomes a path.
+string ever becomes a path; and each is opened confined to the data root (`app.paths`), so
+a symlink planted in the job's folders is refused rather than followed.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from app.crud import NotFound
+from app.errors import NotFound
 from app.models import Job
+from app.paths import open_file
 
 # name → (path under the job's artifact dir, media type)
 ARTIFACTS: dict[str, tuple[str, str]] = {
@@ -24,15 +29,6 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "train.log": ("train.log", "text/plain"),
 }
 _EPOCH_LINE = re.compile(r"^\S+ epoch (\d+)/(\d+) ?(.*?)( \(stopped early\))?$")
-
-
-class ArtifactNotFound(NotFound):
-    """A name that is no artifact, or an artifact the job has not written (yet): a 404."""
-
-    def __init__(self, job_id: int, message: str) -> None:
-        self.kind = "artifact"
-        self.item_id = job_id
-        LookupError.__init__(self, message)
 
 
 class ArtifactPublic(BaseModel):
@@ -63,8 +59,17 @@ class JobHistory(BaseModel):
 
 @dataclass(frozen=True)
 class Artifact:
-    path: Path
+    """An artifact's open file: read it, then close it (`chunks` does both)."""
+
+    file: IO[bytes]
     media_type: str
+    size_bytes: int
+
+    def chunks(self, size: int = 1 << 16) -> Iterator[bytes]:
+        """The file's bytes in pieces; closes the file at the end."""
+        with self.file:
+            while block := self.file.read(size):
+                yield block
 
 
 def _job(session: Session, job_id: int) -> Job:
@@ -74,41 +79,49 @@ def _job(session: Session, job_id: int) -> Job:
     return job
 
 
-def find_artifact(*, session: Session, job_id: int, name: str) -> Artifact:
-    """The file of a job's artifact; ArtifactNotFound for unknown names and missing files."""
+def open_artifact(*, session: Session, job_id: int, name: str, data_root: Path) -> Artifact:
+    """Open a job's artifact; NotFound for unknown names and files not written (yet)."""
     job = _job(session, job_id)
     if name not in ARTIFACTS:
         known = ", ".join(ARTIFACTS)
-        raise ArtifactNotFound(job_id, f"no artifact named {name!r}; artifacts: {known}")
+        raise NotFound("artifact", name, f"no artifact named {name[:64]!r}; artifacts: {known}")
     relative, media_type = ARTIFACTS[name]
     path = Path(job.log_path) if name == "train.log" else Path(job.artifact_dir) / relative
-    if not path.is_file():
-        raise ArtifactNotFound(job_id, f"job {job_id} has no {name} (yet)")
-    return Artifact(path=path, media_type=media_type)
+    try:
+        handle = os.fdopen(open_file(path, root=data_root), "rb")
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound("artifact", name, f"job {job_id} has no {name} (yet)") from None
+    return Artifact(
+        file=handle, media_type=media_type, size_bytes=os.fstat(handle.fileno()).st_size
+    )
 
 
-def list_artifacts(*, session: Session, job_id: int) -> ArtifactsPublic:
+def list_artifacts(*, session: Session, job_id: int, data_root: Path) -> ArtifactsPublic:
     """The artifacts the job has written so far."""
     _job(session, job_id)
     found = []
     for name, (_, media_type) in ARTIFACTS.items():
         try:
-            artifact = find_artifact(session=session, job_id=job_id, name=name)
-        except ArtifactNotFound:
+            artifact = open_artifact(session=session, job_id=job_id, name=name, data_root=data_root)
+        except NotFound:
             continue
-        size = artifact.path.stat().st_size
+        artifact.file.close()
         url = f"/jobs/{job_id}/artifacts/{name}"
+        size = artifact.size_bytes
         found.append(ArtifactPublic(name=name, media_type=media_type, size_bytes=size, url=url))
     return ArtifactsPublic(data=found, count=len(found))
 
 
-def read_job_history(*, session: Session, job_id: int) -> JobHistory:
+def read_job_history(*, session: Session, job_id: int, data_root: Path) -> JobHistory:
     """Per-epoch losses from train.log's `epoch i/n key=value …` lines, latest attempt only."""
     job = _job(session, job_id)
     points: list[EpochPoint] = []
     total: int | None = None
-    path = Path(job.log_path)
-    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    try:
+        with os.fdopen(open_file(Path(job.log_path), root=data_root), "rb") as log:
+            text = log.read().decode("utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        text = ""
     for line in text.splitlines():
         match = _EPOCH_LINE.match(line)
         if match is None:

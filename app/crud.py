@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
@@ -14,7 +15,9 @@ from sqlmodel import Session, col, select
 from app import manifest, queue
 from app.core.config import Settings
 from app.core.db import sqlite_path
+from app.errors import NotFound, RequestInvalid
 from app.models import (
+    LOCAL_CALLER,
     HealthPublic,
     Job,
     JobPublic,
@@ -32,7 +35,14 @@ from app.models import (
     SkipEventsPublic,
     utcnow,
 )
-from app.paths import resolve_inside
+from app.paths import (
+    PathOutsideDataRoot,
+    check_confined,
+    find_symlink,
+    open_dir,
+    open_file,
+    resolve_inside,
+)
 from app.public import derive_status, job_public, jobs_public, run_public
 from app.study.design import StudyDesign
 from app.study.jobs import Enumeration, MissingDataError, enumerate_jobs, write_dry_run_logs
@@ -43,28 +53,9 @@ LOG_CHUNK_BYTES = 1 << 20
 RUNS_DIR = "runs"  # <data_root>/runs/<id>: the default artifact folders
 
 
-class NotFound(LookupError):
-    """An id that names no row."""
-
-    def __init__(self, kind: str, item_id: int) -> None:
-        self.kind = kind
-        self.item_id = item_id
-        super().__init__(f"{kind} {item_id} not found")
-
-
-class RequestInvalid(ValueError):
-    """A request that passed schema validation but not the domain's checks.
-
-    `errors` has pydantic's shape, `{"loc": [...], "msg": ..., "type": ...}`, so clients
-    read every 422 the same way.
-    """
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-
-
-def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunCreated:
+def create_run(
+    *, session: Session, body: RunCreate, settings: Settings, submitted_by: str = LOCAL_CALLER
+) -> RunCreated:
     """Enumerate a run's jobs and skip events and store them in one transaction."""
     data_root = settings.data_root.resolve()
     c_root, d_root, a_root = _resolve_roots(body, data_root)
@@ -74,19 +65,21 @@ def create_run(*, session: Session, body: RunCreate, settings: Settings) -> RunC
     # transaction holds the database's write lock, and claims and heartbeats wait for it.
     # A run's default folder is named after its id, known only once it is inserted.
     enumeration = _enumerate(body, design, c_root, d_root, a_root or data_root / RUNS_DIR)
+    _refuse_symlinks(enumeration, data_root)
     run = _new_run(body, design, c_root, d_root)
+    run.submitted_by = submitted_by
     try:
         enumeration = _insert_run(session, run, a_root, settings, enumeration)
         jobs, skips = _store_enumeration(session, run, enumeration, settings.max_attempts)
         # Before commit: a run whose files cannot be written is refused, never stored.
-        _write_run_files(Path(run.artifact_root), enumeration, dry_run=body.dry_run)
+        _write_run_files(Path(run.artifact_root), enumeration, data_root, dry_run=body.dry_run)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     assert run.id is not None
     logger.info("created run with %d jobs", len(jobs), extra={"run_id": run.id})
-    _write_manifest(session, run.id)
+    _write_manifest(session, run.id, data_root)
     session.commit()  # end the manifest's read transaction: on SQLite it holds the lock
     public = run_public(run, Counter(job.status for job in jobs), len(skips))
     return RunCreated(
@@ -166,22 +159,49 @@ def _overlap(a: Path, b: Path) -> bool:
     return a.is_relative_to(b) or b.is_relative_to(a)
 
 
-def _write_run_files(artifact_root: Path, enumeration: Enumeration, *, dry_run: bool) -> None:
+def _refuse_symlinks(enumeration: Enumeration, data_root: Path) -> None:
+    """Refuse a run whose data or artifact folders go through a symlink below the root.
+
+    The roots were resolved; the folders and files found under them were not. Checked
+    again, race-free, whenever they are opened.
+    """
+    seen: set[Path] = set()
+    for spec in enumeration.jobs:
+        data_field = "phase_c_root" if spec.view == "baseline" else "phase_d_root"
+        for field, path in (
+            (data_field, spec.train_data_path),
+            (data_field, spec.test_data_path),
+            ("artifact_root", spec.artifact_dir),
+        ):
+            link = find_symlink(path, root=data_root, seen=seen)
+            if link is not None:
+                why = f"{str(path)!r} goes through the symlink {str(link)!r}; links are refused"
+                raise PathOutsideDataRoot(field, str(path), data_root, why)
+
+
+def _write_run_files(
+    artifact_root: Path, enumeration: Enumeration, data_root: Path, *, dry_run: bool
+) -> None:
     """Create the run's folder and, for a dry run, each job's train.log line."""
     created = False
     try:
+        check_confined(artifact_root, root=data_root)
         created = not artifact_root.exists()
-        artifact_root.mkdir(parents=True, exist_ok=True)
+        os.close(open_dir(artifact_root, root=data_root, create=True))
         if dry_run:
-            write_dry_run_logs(enumeration.jobs)
+            write_dry_run_logs(enumeration.jobs, opener=lambda path: _open_log(path, data_root))
     except OSError as exc:
         if created:  # the run is refused; a later run may get the same id, so the same folder
             shutil.rmtree(artifact_root, ignore_errors=True)
-        msg = f"{str(artifact_root)!r} could not be written: {exc.strerror or exc}"
-        loc = ["body", "artifact_root"]
-        raise RequestInvalid(
-            [{"loc": loc, "msg": msg, "type": "artifact_root_unwritable"}]
-        ) from exc
+        why = exc.strerror or str(exc)
+        msg = f"{str(artifact_root)!r} could not be written: {why}"
+        raise RequestInvalid.at(["body", "artifact_root"], msg, "artifact_root_unwritable") from exc
+
+
+def _open_log(path: Path, data_root: Path) -> IO[str]:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    fd = open_file(path, root=data_root, flags=flags, create_dirs=True)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def _new_run(body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path) -> Run:
@@ -246,11 +266,11 @@ def _store_enumeration(
     return list(session.exec(query)), skips
 
 
-def _write_manifest(session: Session, run_id: int) -> None:
+def _write_manifest(session: Session, run_id: int, data_root: Path | None) -> None:
     # The run is committed already; a failed write is logged, and the manifest can still
     # be read from GET /manifests/{run} and is rewritten whenever a job ends.
     try:
-        manifest.write_manifest(session=session, run_id=run_id)
+        manifest.write_manifest(session=session, run_id=run_id, data_root=data_root)
     except OSError:
         logger.exception("could not write the manifest", extra={"run_id": run_id})
 
@@ -298,13 +318,18 @@ def read_job(*, session: Session, job_id: int) -> JobPublic:
     return jobs_public(session, [_get_job(session, job_id)])[0]
 
 
-def read_job_log(*, session: Session, job_id: int, offset: int) -> LogChunk:
-    """The job's train.log from byte `offset`, at most one chunk, ending on a whole line."""
+def read_job_log(*, session: Session, job_id: int, offset: int, data_root: Path) -> LogChunk:
+    """The job's train.log from byte `offset`, at most one chunk, ending on a whole line.
+
+    The log is opened confined to the data root: a log path that goes through a symlink
+    is refused (PathRefused), never followed.
+    """
     job = _get_job(session, job_id)
-    path = Path(job.log_path)
-    if not path.is_file():
+    try:
+        fd = open_file(Path(job.log_path), root=data_root)
+    except (FileNotFoundError, NotADirectoryError):
         return LogChunk(text="", offset=offset, next_offset=offset, size=0)
-    with path.open("rb") as log:
+    with os.fdopen(fd, "rb") as log:
         size = log.seek(0, 2)
         start = min(offset, size)
         log.seek(start)
@@ -321,32 +346,32 @@ def read_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
     return manifest.build_manifest(session=session, run_id=run_id)
 
 
-def cancel_run(*, session: Session, run_id: int) -> RunPublic:
+def cancel_run(*, session: Session, run_id: int, data_root: Path | None = None) -> RunPublic:
     """Cancel every queued job of a run now and ask its running jobs to stop."""
     _get_run(session, run_id)
     queue.cancel_run(session=session, run_id=run_id)
-    return _after_control(session, run_id)
+    return _after_control(session, run_id, data_root)
 
 
-def retry_run(*, session: Session, run_id: int) -> RunPublic:
+def retry_run(*, session: Session, run_id: int, data_root: Path | None = None) -> RunPublic:
     """Requeue the run's failed and cancelled jobs with a fresh attempt budget."""
     _get_run(session, run_id)
     queue.retry_run(session=session, run_id=run_id)
-    return _after_control(session, run_id)
+    return _after_control(session, run_id, data_root)
 
 
-def cancel_job(*, session: Session, job_id: int) -> JobPublic:
+def cancel_job(*, session: Session, job_id: int, data_root: Path | None = None) -> JobPublic:
     """Cancel a queued job now, or ask a running job to stop."""
     job = queue.cancel_job(session=session, job_id=job_id)
     run_id = job.run_id
     session.commit()
-    _write_manifest(session, run_id)
+    _write_manifest(session, run_id, data_root)
     return read_job(session=session, job_id=job_id)
 
 
-def _after_control(session: Session, run_id: int) -> RunPublic:
+def _after_control(session: Session, run_id: int, data_root: Path | None) -> RunPublic:
     session.commit()
-    _write_manifest(session, run_id)
+    _write_manifest(session, run_id, data_root)
     return read_run(session=session, run_id=run_id)
 
 

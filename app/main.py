@@ -6,8 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from sqlalchemy import Engine
 
 from app import manifest, queue
@@ -20,12 +23,12 @@ from app.migrate import upgrade_head
 logger = logging.getLogger(__name__)
 
 
-def reap_once(engine: Engine) -> None:
+def reap_once(engine: Engine, data_root: Path | None = None) -> None:
     """Requeue (or fail) jobs whose lease expired, and rewrite the affected manifests."""
     for run_id in queue.requeue_expired(engine=engine):
         try:
             with session_scope(engine) as session:
-                manifest.write_manifest(session=session, run_id=run_id)
+                manifest.write_manifest(session=session, run_id=run_id, data_root=data_root)
         except OSError:
             logger.exception("could not write the manifest", extra={"run_id": run_id})
 
@@ -40,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         upgrade_head(engine)
-        reap_once(engine)
+        reap_once(engine, settings.data_root)
         yield
         engine.dispose()
 
@@ -51,9 +54,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by app.api.routes.docs from packaged assets: no CDN
         redoc_url=None,
+        max_body_size=settings.max_body_bytes,  # 413 by Content-Length, or as the body streams
     )
     app.state.settings = settings
     app.state.engine = engine
     install_error_handlers(app)
+    install_middleware(app, settings)
     app.include_router(api_router)
     return app
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Host check (DNS rebinding), and CORS only for the origins configured."""
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    # Added last, so it runs first: a request for a host we do not serve goes no further.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)

@@ -1,13 +1,18 @@
-"""The training manifest (study.md §7), built from the database and written atomically."""
+"""The training manifest (study.md §7), built from the database and written atomically.
+
+Its files are written through a descriptor of the run's folder, opened without following
+symlinks (`app.paths`): a folder swapped for a link after submit is refused, not written.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +24,9 @@ import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlmodel import Session
 
+from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
+from app.paths import FILESYSTEM_ROOT, confined_dir, open_in
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +46,6 @@ STUDY_JOB_KEYS = (
 SKIP_KEYS = ("dose", "view", "reason", "code", "train_exists", "test_exists")
 
 
-class RunNotFound(Exception):
-    """No run has this id."""
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id} not found")
-
-
 def isoformat_z(moment: datetime | None, *, timespec: str = "milliseconds") -> str | None:
     """UTC ISO-8601 with a trailing Z; naive datetimes are taken as UTC (as stored)."""
     if moment is None:
@@ -60,7 +59,7 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
     """The run's manifest: the study's keys, then ours (run id, status, counts, attempts …)."""
     run = session.get(Run, run_id)
     if run is None:
-        raise RunNotFound(run_id)
+        raise NotFound("run", run_id)
     jobs, attempts, skips = _load_rows(session, run_id)
     history: dict[int, list[dict[str, Any]]] = {}
     for attempt in attempts:
@@ -91,35 +90,41 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
     }
 
 
-def write_manifest(*, session: Session, run_id: int) -> Path:
-    """Write training_manifest.json and skip_summary.json under the run's artifact_root."""
+def write_manifest(*, session: Session, run_id: int, data_root: Path | None = None) -> Path:
+    """Write training_manifest.json and skip_summary.json under the run's artifact_root.
+
+    The folder is reached from `data_root` (default: the file system's root; stored paths
+    are real paths, so any symlink on the way was put there after submit) without following
+    a symlink; PathRefused (an OSError) when one is found.
+    """
     idle = not (session.in_transaction() or session.new or session.dirty or session.deleted)
     manifest = build_manifest(session=session, run_id=run_id)
     if idle:
         # Every SQLite transaction holds the write lock (BEGIN IMMEDIATE): end the read
         # before the slow file writes rather than stall claims and heartbeats behind them.
         session.commit()
-    store_manifest(manifest)
+    store_manifest(manifest, data_root=data_root)
     return Path(manifest["artifact_root"]) / MANIFEST_NAME
 
 
-def store_manifest(manifest: dict[str, Any]) -> bool:
+def store_manifest(manifest: dict[str, Any], *, data_root: Path | None = None) -> bool:
     """Write a built manifest and its skip summary unless a newer manifest is on disk."""
     root = Path(manifest["artifact_root"])
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / MANIFEST_NAME
     run_id = manifest["run_id"]
     # Writers (the API, every worker) build from their own snapshots; without the lock, an
     # older snapshot could pass the check and then land after a newer one.
-    with _exclusive_lock(root / LOCK_NAME):
-        on_disk = _read_version(path)
+    with (
+        confined_dir(root, root=data_root or FILESYSTEM_ROOT, create=True) as folder,
+        _exclusive_lock(folder),
+    ):
+        on_disk = _read_version(folder)
         if on_disk > _version_key(manifest["version"]):
-            logger.info("kept the newer manifest %s", path, extra={"run_id": run_id})
+            logger.info("kept the newer manifest in %s", root, extra={"run_id": run_id})
             return False
         summary = {key: manifest[key] for key in ("timestamp", "skipped_views", "skipped_count")}
-        _write_json_atomic(root / SKIP_SUMMARY_NAME, summary)
-        _write_json_atomic(path, manifest)
-    logger.info("wrote manifest %s", path, extra={"run_id": run_id})
+        _write_json_atomic(folder, SKIP_SUMMARY_NAME, summary)
+        _write_json_atomic(folder, MANIFEST_NAME, manifest)
+    logger.info("wrote manifest %s", root / MANIFEST_NAME, extra={"run_id": run_id})
     return True
 
 
@@ -147,22 +152,23 @@ def _version_key(version: Any) -> tuple[str, int]:
     return (updated_at, updated_jobs)
 
 
-def _read_version(path: Path) -> tuple[str, int]:
+def _read_version(folder: int) -> tuple[str, int]:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        with os.fdopen(open_in(folder, MANIFEST_NAME), "rb") as handle:
+            document = json.loads(handle.read())
     except FileNotFoundError:
         return ("", -1)
-    except (OSError, ValueError) as exc:  # a damaged manifest is replaced, not kept
-        logger.warning("replacing unreadable manifest %s: %s", path, exc)
+    except (OSError, ValueError) as exc:  # damaged, or a link planted in its place: replaced
+        logger.warning("replacing unreadable manifest %s: %s", MANIFEST_NAME, exc)
         return ("", -1)
     return _version_key(document.get("version") if isinstance(document, dict) else None)
 
 
 @contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing) across processes."""
+def _exclusive_lock(folder: int) -> Iterator[None]:
+    """Hold an exclusive flock on the folder's lock file (created if missing) across processes."""
     # Opened for writing: on NFS, flock is emulated with POSIX locks, which need it.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_in(folder, LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -253,29 +259,19 @@ def _skip_entry(skip: RowMapping) -> dict[str, Any]:
     return entry
 
 
-def _write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+def _write_json_atomic(folder: int, name: str, document: dict[str, Any]) -> None:
     """Write beside the target, fsync, then rename over it: readers see old or new, whole."""
     text = json.dumps(document, indent=2, allow_nan=False)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp_name = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = open_in(folder, temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp_name, path)
+        os.replace(temp_name, name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name, dir_fd=folder)
         raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    os.fsync(folder)  # makes the rename itself durable

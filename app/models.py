@@ -11,8 +11,20 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, MetaData
 from sqlmodel import Field, SQLModel
 
-from app.study.design import StudyDesign
+from app.paths import MAX_PATH_CHARS
+from app.study.design import MAX_SEED, StudyDesign
 from app.study.jobs import Filters
+
+LOCAL_CALLER = "local"  # who submitted, when authentication is off
+
+# Upper bounds of the run options: generous for real studies, and far from what would
+# overflow a column, a seed generator, or a worker's memory.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 4096
+MAX_GROUPS = 1_000_000
+MAX_LR = 1.0
+MAX_DEVICES = 64
+MAX_LOADER_WORKERS = 64
 
 # Stable constraint names, so batch migrations on SQLite can find them again.
 SQLModel.metadata.naming_convention = {
@@ -83,6 +95,11 @@ class RunBase(SQLModel):
     design: dict[str, Any] = _json()
     training: dict[str, Any] = _json()
     execution: dict[str, Any] = _json()
+    submitted_by: str = Field(
+        default=LOCAL_CALLER,
+        sa_column_kwargs={"server_default": LOCAL_CALLER},
+        description="The API token's name, or 'local' when authentication is off",
+    )
 
 
 class Run(RunBase, table=True):
@@ -148,6 +165,28 @@ class Attempt(AttemptBase, table=True):
     lease_token: str
 
 
+class ApiTokenBase(SQLModel):
+    """An API token as people see it: its name and when it was made, used, revoked."""
+
+    name: str = Field(index=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiToken(ApiTokenBase, table=True):
+    """The secret itself is never stored: only its SHA-256 (see app.auth)."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+
+
+class ApiTokenPublic(ApiTokenBase):
+    id: int
+
+
 class SkipEventBase(SQLModel):
     """A view left out of a run because its data is missing (study.md §6)."""
 
@@ -188,12 +227,12 @@ class TrainingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epochs: int = PydanticField(50, ge=1)
-    batch_size: int = PydanticField(16, ge=1)
-    lr: float = PydanticField(1e-3, gt=0, allow_inf_nan=False)
-    n_groups: int = PydanticField(512, ge=1)
+    epochs: int = PydanticField(50, ge=1, le=MAX_EPOCHS)
+    batch_size: int = PydanticField(16, ge=1, le=MAX_BATCH_SIZE)
+    lr: float = PydanticField(1e-3, gt=0, le=MAX_LR, allow_inf_nan=False)
+    n_groups: int = PydanticField(512, ge=1, le=MAX_GROUPS)
     loss: Literal["poisson", "mae"] = "poisson"
-    seed: int = 123
+    seed: int = PydanticField(123, ge=0, le=MAX_SEED)
     architecture: Literal["ptychopinn", "unet"] = PydanticField(
         "ptychopinn",
         description="ptychopinn: PtychoPINN's own encoder/decoder (the study's); unet: ours",
@@ -238,8 +277,12 @@ class ClusterOptions(BaseModel):
 
     gpus: int | None = PydanticField(None, ge=0, le=64, description="GPUs per job")
     cpus: int | None = PydanticField(None, ge=1, le=1024, description="CPU cores per job")
-    mem: str | None = PydanticField(None, pattern=_SLURM_MEM, description="SLURM --mem")
-    time_limit: str | None = PydanticField(None, pattern=_SLURM_TIME, description="SLURM --time")
+    mem: str | None = PydanticField(
+        None, pattern=_SLURM_MEM, max_length=32, description="SLURM --mem"
+    )
+    time_limit: str | None = PydanticField(
+        None, pattern=_SLURM_TIME, max_length=32, description="SLURM --time"
+    )
     partition: str | None = PydanticField(None, pattern=_SLURM_NAME, max_length=64)
     account: str | None = PydanticField(None, pattern=_SLURM_NAME, max_length=64)
 
@@ -251,9 +294,9 @@ class ExecutionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = PydanticField(1, ge=1)
+    devices: int = PydanticField(1, ge=1, le=MAX_DEVICES)
     deterministic: bool = True
-    num_workers: int = PydanticField(0, ge=0)
+    num_workers: int = PydanticField(0, ge=0, le=MAX_LOADER_WORKERS)
     logger: Literal["csv", "tensorboard", "none"] = "csv"
     cluster: ClusterOptions | None = None
 
@@ -274,10 +317,13 @@ class RunCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RUN_CREATE_EXAMPLE]})
 
-    phase_c_root: str = PydanticField(min_length=1)
-    phase_d_root: str = PydanticField(min_length=1)
+    phase_c_root: str = PydanticField(min_length=1, max_length=MAX_PATH_CHARS)
+    phase_d_root: str = PydanticField(min_length=1, max_length=MAX_PATH_CHARS)
     artifact_root: str | None = PydanticField(
-        None, min_length=1, description="Default: <data_root>/runs/<run id>"
+        None,
+        min_length=1,
+        max_length=MAX_PATH_CHARS,
+        description="Default: <data_root>/runs/<run id>",
     )
     filters: Filters = PydanticField(default_factory=Filters)
     strict: bool = False

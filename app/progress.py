@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
+from app.errors import NotFound
 from app.models import (
     TERMINAL_STATUSES,
     Job,
@@ -27,7 +28,6 @@ from app.models import (
     TrainingOptions,
     derive_run_status,
 )
-from app.queue import RunNotFound
 
 DEFAULT_EPOCHS = TrainingOptions.model_fields["epochs"].default
 TERMINAL_RUN_STATUSES = frozenset(
@@ -76,10 +76,10 @@ class RunLive(BaseModel):
 
 
 def read_run_live(*, session: Session, run_id: int, now: datetime | None = None) -> RunLive:
-    """The run's live state in three queries; RunNotFound for an unknown id."""
+    """The run's live state in three queries; NotFound for an unknown id."""
     run = session.get(Run, run_id)
     if run is None:
-        raise RunNotFound(run_id)
+        raise NotFound("run", run_id)
     now = now or datetime.now(UTC)
     jobs = list(session.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.position))))
     skip_rows = session.exec(

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from app.baselines import BASELINE_NAME, flat_baseline
-from app.crud import NotFound
+from app.errors import NotFound
 from app.models import Job, Run, RunStatus, SkipEvent, derive_run_status
 
 METRIC_KEYS = (

@@ -81,7 +81,9 @@ def test_log_chunks_end_on_whole_lines(
     monkeypatch.setattr(crud, "LOG_CHUNK_BYTES", 16)
     offset, texts = 0, []
     while True:
-        chunk = crud.read_job_log(session=session, job_id=job.id, offset=offset)
+        chunk = crud.read_job_log(
+            session=session, job_id=job.id, offset=offset, data_root=settings.data_root
+        )
         if not chunk.text:
             break
         texts.append(chunk.text)
@@ -121,8 +123,8 @@ def test_dry_run_refused_on_a_full_disk_leaves_no_row_and_no_folder(
     body = RunCreate.model_validate(tree.body(filters={"dose": 1e4}, dry_run=True))
     write_dry_run_logs = crud.write_dry_run_logs
 
-    def disk_fills_up(jobs: list[JobSpec]) -> None:
-        write_dry_run_logs(jobs[:1])
+    def disk_fills_up(jobs: list[JobSpec], **options: Any) -> None:
+        write_dry_run_logs(jobs[:1], **options)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(crud, "write_dry_run_logs", disk_fills_up)

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlmodel import Session
 
-from app.manifest import RunNotFound, build_manifest, isoformat_z, write_manifest
+from app.errors import NotFound
+from app.manifest import build_manifest, isoformat_z, write_manifest
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, utcnow
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -218,9 +219,10 @@ def test_skip_summary_is_written_when_nothing_was_skipped(session: Session, tmp_
 
 
 def test_unknown_run_is_reported(session: Session) -> None:
-    with pytest.raises(RunNotFound, match="run 999 not found"):
+    with pytest.raises(NotFound, match="run 999 not found") as missing:
         build_manifest(session=session, run_id=999)
-    with pytest.raises(RunNotFound):
+    assert (missing.value.entity, missing.value.key) == ("run", 999)
+    with pytest.raises(NotFound):
         write_manifest(session=session, run_id=999)
 
 

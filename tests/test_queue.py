@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 
 from app import queue
 from app.core.db import make_engine
+from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, metadata, utcnow
 from tests.worker.fakes import insert_run
 
@@ -253,9 +254,9 @@ def test_cancel_refuses_finished_and_unknown_jobs(engine: Engine, tmp_path: Path
     with Session(engine) as session:
         with pytest.raises(queue.InvalidTransition, match="succeeded"):
             queue.cancel_job(session=session, job_id=job.job_id)
-        with pytest.raises(queue.JobNotFound, match="job 99 not found"):
+        with pytest.raises(NotFound, match="job 99 not found"):
             queue.cancel_job(session=session, job_id=99)
-        with pytest.raises(queue.RunNotFound):
+        with pytest.raises(NotFound, match="run"):
             queue.cancel_run(session=session, run_id=99)
     assert read_job(engine, job.job_id).status == JobStatus.succeeded
 

@@ -1,15 +1,26 @@
-"""Request dependencies: the database sessions and the settings of the running app."""
+"""Request dependencies: database sessions, settings, ids, and the caller's API token."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from app import auth
 from app.core.config import Settings
 from app.core.db import read_engine
+from app.errors import Unauthorized
+
+MAX_ID = 2**63 - 1  # the largest id a database integer holds
+TOKEN_COOKIE = "ptychojobs_token"
+TOKEN_QUERY = "token"
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+bearer = HTTPBearer(auto_error=False, description="An API token: `ptychojobs token create`")
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -30,6 +41,61 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+class TokenInUrl(Exception):  # noqa: N818 (a redirect, not an error)
+    """A page opened with `?token=`: answered by a redirect that moves it into a cookie."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url = url
+        self.secret = secret
+        super().__init__(url)
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> str:
+    """The caller's token name; Unauthorized when tokens are required and none is valid.
+
+    `Authorization: Bearer` works everywhere. Reads (GET, HEAD) also take the token from
+    the `ptychojobs_token` cookie or `?token=`, which browsers' EventSource and images need;
+    writes never do, so a page on another site cannot act with a visitor's cookie.
+    """
+    settings = get_app_settings(request)
+    if not settings.auth_required:
+        return _remember(request, auth.LOCAL_CALLER)
+    secret = credentials.credentials if credentials is not None else None
+    from_url = False
+    if secret is None and request.method in _SAFE_METHODS:
+        secret = request.cookies.get(TOKEN_COOKIE)
+        if secret is None:
+            secret = request.query_params.get(TOKEN_QUERY)
+            from_url = secret is not None
+    if not secret:
+        raise Unauthorized("an API token is required: send Authorization: Bearer <token>")
+    with Session(read_engine(request.app.state.engine), expire_on_commit=False) as session:
+        token = auth.find_token(session=session, presented=secret)
+    if token is None:
+        raise Unauthorized("unknown or revoked API token")
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        auth.note_use(session=session, token=token)
+    if from_url and request.url.path.startswith("/ui"):
+        raise TokenInUrl(_without_token(request), secret)
+    return _remember(request, token.name)
+
+
+def _remember(request: Request, name: str) -> str:
+    request.state.caller = name
+    return name
+
+
+def _without_token(request: Request) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_QUERY]
+    return request.url.path + (f"?{urlencode(query)}" if query else "")
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+CallerDep = Annotated[str, Depends(require_token)]
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="A run's id")]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="A job's id")]

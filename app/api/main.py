@@ -1,9 +1,15 @@
-"""The API's router: every route module, mounted once."""
+"""The API's router: every route module, mounted once, and who may call it.
+
+Every router but health and the API docs requires an API token (when the settings say
+tokens are required: `app.api.deps.require_token`), and lists the error answers it gives.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from app.api.deps import require_token
+from app.api.errors import error_responses
 from app.api.routes import (
     artifacts,
     dashboard,
@@ -17,14 +23,14 @@ from app.api.routes import (
     runs,
 )
 
+_TOKEN = [Depends(require_token)]
+
 api_router = APIRouter()
-api_router.include_router(runs.router)
-api_router.include_router(events.router)
-api_router.include_router(report.router)
-api_router.include_router(jobs.router)
-api_router.include_router(artifacts.router)
-api_router.include_router(manifests.router)
+for guarded in (runs, events, report, jobs, artifacts, manifests):
+    api_router.include_router(
+        guarded.router, dependencies=_TOKEN, responses=error_responses(401, 404)
+    )
 api_router.include_router(health.router)
-api_router.include_router(metrics.router)
-api_router.include_router(dashboard.router)
+api_router.include_router(metrics.router, dependencies=_TOKEN, responses=error_responses(401))
+api_router.include_router(dashboard.router, dependencies=_TOKEN)
 api_router.include_router(docs.router)

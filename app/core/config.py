@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+# A list from the environment: comma-separated (`a.example,b.example`) or a JSON list.
+HostList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -47,6 +55,23 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Least time between a worker's manifest writes for one run"
     )
 
+    # Security (README "Security"): who may call the API, from where, and how much.
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="Bearer tokens: auto = required unless the API binds to loopback"
+    )
+    trusted_hosts: HostList = Field(
+        default_factory=list,
+        description="Host headers served; empty: loopback names when bound to loopback, else any",
+    )
+    cors_origins: HostList = Field(
+        default_factory=list, description="Origins allowed cross-site (CORS); empty: none"
+    )
+    api_token: str = Field("", description="The CLI's token for an API that requires one")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413")
+    max_npz_member_bytes: int = Field(
+        4 << 30, ge=1, description="Refuse NPZ arrays declared larger than this (bytes)"
+    )
+
     # The SLURM executor (PTYCHOJOBS_EXECUTOR=slurm); a run's `execution.cluster` overrides.
     slurm_partition: str = Field("", description="sbatch --partition; empty: the default")
     slurm_account: str = Field("", description="sbatch --account; empty: the user's default")
@@ -68,6 +93,38 @@ class Settings(BaseSettings):
     def _absolute_data_root(cls, value: Path) -> Path:
         # Once, at load: a worker started from another folder must not find another root.
         return value.expanduser().resolve()
+
+    @field_validator("trusted_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @property
+    def binds_loopback(self) -> bool:
+        """Whether `host` is a loopback address (or localhost): reachable from this machine only."""
+        if self.host in LOOPBACK_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def auth_required(self) -> bool:
+        """Tokens are required when `auth` is on, or auto and the bind is not loopback."""
+        return self.auth == "on" or (self.auth == "auto" and not self.binds_loopback)
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """Host headers the API answers: the configured ones, else loopback names or any."""
+        if self.trusted_hosts:
+            return list(self.trusted_hosts)
+        return ["localhost", "127.0.0.1", "[::1]"] if self.binds_loopback else ["*"]
 
     @property
     def resolved_database_url(self) -> str:

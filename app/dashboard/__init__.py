@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.crud import NotFound
+from app.errors import NotFound
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"runs": "index.html", "run": "run.html", "job": "job.html"}
@@ -20,20 +20,12 @@ MEDIA_TYPES = {
 }
 
 
-class AssetNotFound(NotFound):
-    """No packaged asset has this name: a 404."""
-
-    def __init__(self, name: str) -> None:
-        self.kind = "asset"
-        self.item_id = 0
-        LookupError.__init__(self, f"no asset named {name!r}")
-
-
 def static_file(directory: Path | None, name: str) -> Path:
-    """A file directly inside `directory` named `name`; AssetNotFound for anything else."""
+    """A file directly inside `directory` named `name`; NotFound for anything else."""
+    missing = NotFound("asset", name, f"no asset named {name[:64]!r}")
     if directory is None or not name or "/" in name or "\\" in name or name.startswith("."):
-        raise AssetNotFound(name)
+        raise missing
     path = directory / name
     if not path.is_file():
-        raise AssetNotFound(name)
+        raise missing
     return path

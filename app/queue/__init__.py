@@ -8,6 +8,7 @@ SQLite, row locks with `SKIP LOCKED` on PostgreSQL); no transaction is held whil
 trains.
 """
 
+from app.errors import InvalidTransition
 from app.queue.control import cancel_job, cancel_run, retry_job, retry_run
 from app.queue.hot_path import warm_up
 from app.queue.leases import (
@@ -23,14 +24,7 @@ from app.queue.leases import (
 )
 from app.queue.reaper import requeue_expired
 from app.queue.statements import ATTEMPT, ERROR_MAX_CHARS, JOB, RUN
-from app.queue.transitions import (
-    ALLOWED_TRANSITIONS,
-    InvalidTransition,
-    JobNotFound,
-    QueueError,
-    RunNotFound,
-    check_transition,
-)
+from app.queue.transitions import ALLOWED_TRANSITIONS, check_transition
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -41,10 +35,7 @@ __all__ = [
     "ClaimedJob",
     "HeartbeatReply",
     "InvalidTransition",
-    "JobNotFound",
     "Progress",
-    "QueueError",
-    "RunNotFound",
     "cancel_job",
     "cancel_run",
     "check_transition",

@@ -7,9 +7,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, bindparam, select, update
 from sqlmodel import Session
 
+from app.errors import InvalidTransition, NotFound
 from app.models import Job, JobStatus, Run, utcnow
 from app.queue.statements import JOB, LEASE_CLEARED, switch_status
-from app.queue.transitions import InvalidTransition, JobNotFound, RunNotFound
 
 _ASK_TO_CANCEL = (
     update(JOB)
@@ -30,7 +30,7 @@ def cancel_job(*, session: Session, job_id: int) -> Job:
             _refuse_cancel(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise JobNotFound(job_id)
+        raise NotFound("job", job_id)
     return job
 
 
@@ -38,7 +38,7 @@ def _refuse_cancel(session: Session, job_id: int) -> None:
     status = session.connection().execute(select(JOB.c.status).where(JOB.c.id == job_id))
     current = status.scalar_one_or_none()
     if current is None:
-        raise JobNotFound(job_id)
+        raise NotFound("job", job_id)
     if current != JobStatus.cancelled:  # cancelling a cancelled job changes nothing
         raise InvalidTransition(f"job {job_id} is {current}; only queued or running jobs cancel")
 
@@ -92,17 +92,17 @@ def retry_job(*, session: Session, job_id: int) -> Job:
     conn = session.connection()
     status = conn.execute(select(JOB.c.status).where(JOB.c.id == job_id)).scalar_one_or_none()
     if status is None:
-        raise JobNotFound(job_id)
+        raise NotFound("job", job_id)
     if status not in _RETRYABLE or not switch_status(
         conn, job_id, JobStatus(status), JobStatus.queued, values=_RETRY_VALUES
     ):
         raise InvalidTransition(f"job {job_id} is {status}; only failed or cancelled jobs retry")
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise JobNotFound(job_id)
+        raise NotFound("job", job_id)
     return job
 
 
 def _require_run(session: Session, run_id: int) -> None:
     if session.get(Run, run_id) is None:
-        raise RunNotFound(run_id)
+        raise NotFound("run", run_id)

@@ -1,9 +1,10 @@
-"""The table of allowed status transitions, its check, and the queue's errors."""
+"""The table of allowed status transitions and its check (errors: `app.errors`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from app.errors import InvalidTransition
 from app.models import JobStatus
 
 ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
@@ -16,30 +17,6 @@ ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     JobStatus.succeeded: frozenset(),
     JobStatus.dry_run: frozenset(),
 }
-
-
-class QueueError(Exception):
-    """Base of the queue's errors; the API maps them to HTTP answers in one place."""
-
-
-class JobNotFound(QueueError):
-    """No job has this id."""
-
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
-        super().__init__(f"job {job_id} not found")
-
-
-class RunNotFound(QueueError):
-    """No run has this id."""
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id} not found")
-
-
-class InvalidTransition(QueueError):
-    """The job's status does not allow the requested change."""
 
 
 def check_transition(source: JobStatus, target: JobStatus) -> None:

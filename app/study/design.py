@@ -12,14 +12,18 @@ View = Literal["baseline", "dense", "sparse"]
 VIEWS: tuple[View, ...] = ("baseline", "dense", "sparse")
 GRIDSIZE: dict[str, int] = {"baseline": 1, "dense": 2, "sparse": 2}
 OVERLAP_VIEWS: tuple[View, ...] = ("dense", "sparse")
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds take 32 bits
+MAX_DOSE = 1e15  # photons per pattern; far above any real dose
+MAX_DOSES = 20_000  # a design's doses (each view of each is a job)
+MAX_NEIGHBOR_COUNT = 64
 
 
 class Seeds(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    simulation: int = 42
-    grouping: int = 123
-    subsampling: int = 456
+    simulation: int = Field(42, ge=0, le=MAX_SEED)
+    grouping: int = Field(123, ge=0, le=MAX_SEED)
+    subsampling: int = Field(456, ge=0, le=MAX_SEED)
 
 
 class StudyDesign(BaseModel):
@@ -27,12 +31,14 @@ class StudyDesign(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    doses: list[float] = Field(default_factory=lambda: [1e3, 1e4, 1e5], min_length=1)
-    views: list[View] = Field(default_factory=lambda: list(VIEWS), min_length=1)
-    overlap_fractions: dict[str, float] = Field(
-        default_factory=lambda: {"dense": 0.7, "sparse": 0.2}
+    doses: list[float] = Field(
+        default_factory=lambda: [1e3, 1e4, 1e5], min_length=1, max_length=MAX_DOSES
     )
-    neighbor_count: int = Field(7, ge=1)
+    views: list[View] = Field(default_factory=lambda: list(VIEWS), min_length=1, max_length=3)
+    overlap_fractions: dict[str, float] = Field(
+        default_factory=lambda: {"dense": 0.7, "sparse": 0.2}, max_length=len(OVERLAP_VIEWS)
+    )
+    neighbor_count: int = Field(7, ge=1, le=MAX_NEIGHBOR_COUNT)
     min_acceptance: float | Literal["geometry"] = 0.10
     seeds: Seeds = Field(default_factory=Seeds)
 
@@ -40,8 +46,8 @@ class StudyDesign(BaseModel):
     @classmethod
     def _doses_positive_finite(cls, doses: list[float]) -> list[float]:
         for dose in doses:
-            if not math.isfinite(dose) or dose <= 0:
-                raise ValueError(f"dose {dose!r} must be positive and finite")
+            if not math.isfinite(dose) or dose <= 0 or dose > MAX_DOSE:
+                raise ValueError(f"dose {dose!r} must be positive, finite and at most {MAX_DOSE:g}")
         if len(set(doses)) != len(doses):
             raise ValueError("doses must not repeat")
         check_dose_dirnames(doses)

@@ -6,15 +6,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.study.design import GRIDSIZE, StudyDesign, View, dose_dirname
+from app.paths import open_binary
+from app.study.design import GRIDSIZE, MAX_DOSE, StudyDesign, View, dose_dirname
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dose: float | None = Field(None, gt=0, allow_inf_nan=False, description="e.g. 1000")
+    dose: float | None = Field(
+        None, gt=0, le=MAX_DOSE, allow_inf_nan=False, description="e.g. 1000"
+    )
     view: View | None = None
     gridsize: Literal[1, 2] | None = None
 
@@ -182,11 +185,21 @@ def enumerate_jobs(
     return Enumeration(jobs=jobs, skips=skips)
 
 
-def write_dry_run_logs(jobs: Iterable[JobSpec]) -> None:
-    """Append the `DRY RUN: <view> dose=<dose> gridsize=<gs>` line to each job's train.log."""
+def write_dry_run_logs(
+    jobs: Iterable[JobSpec], *, opener: Callable[[Path], IO[str]] | None = None
+) -> None:
+    """Append the `DRY RUN: <view> dose=<dose> gridsize=<gs>` line to each job's train.log.
+
+    `opener` opens a log for appending (the service's opens it confined to the data root).
+    """
     for job in jobs:
-        job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with job.log_path.open("a", encoding="utf-8") as log:
+        log: IO[str]
+        if opener is None:
+            job.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = job.log_path.open("a", encoding="utf-8")
+        else:
+            log = opener(job.log_path)
+        with log:
             log.write(f"DRY RUN: {job.view} dose={job.dose} gridsize={job.gridsize}\n")
 
 
@@ -312,7 +325,9 @@ class _Rejections:
     def _load(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
         # A missing or damaged manifest only costs the skip reason its explanation.
         try:
-            records = json.loads(self.path.read_text(encoding="utf-8"))["records"]
+            # Opened without following a symlink: a planted link's target is never read.
+            with open_binary(self.path) as handle:
+                records = json.loads(handle.read())["records"]
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.api.conftest import StudyTree
+from tests.api.conftest import TEST_HOSTS, StudyTree
 
 
 def _refused(client: TestClient, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,7 +136,9 @@ def test_artifact_root_over_the_data_root_database_or_default_folders_is_refused
     study: StudyTree, artifact_root: str, words: str
 ) -> None:
     database = study.data_root / "db" / "jobs.db"
-    settings = Settings(data_root=study.data_root, database_url=f"sqlite:///{database}")
+    settings = Settings(
+        data_root=study.data_root, database_url=f"sqlite:///{database}", trusted_hosts=TEST_HOSTS
+    )
     with TestClient(create_app(settings)) as client:
         detail = _refused(client, study.body(artifact_root=artifact_root))
     assert detail[0]["loc"] == ["body", "artifact_root"]

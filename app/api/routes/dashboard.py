@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
+from app.api.deps import JobId, RunId
 from app.dashboard import MEDIA_TYPES, PAGES, STATIC_DIR, static_file
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -33,13 +34,13 @@ def runs_page() -> FileResponse:
 
 
 @router.get("/ui/runs/{run_id}")
-def run_page(run_id: int) -> FileResponse:
+def run_page(run_id: RunId) -> FileResponse:
     """One run: the dose × view × gridsize matrix, live; the report figure."""
     return _page("run")
 
 
 @router.get("/ui/jobs/{job_id}")
-def job_page(job_id: int) -> FileResponse:
+def job_page(job_id: JobId) -> FileResponse:
     """One job: loss curves, reconstruction, metrics and the log tail."""
     return _page("job")
 

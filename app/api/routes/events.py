@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
+from app.api.deps import RunId
 from app.core.db import read_engine
 from app.events import read_live, run_events
 from app.progress import RunLive
@@ -28,7 +29,7 @@ ReaderDep = Annotated[Engine, Depends(get_reader)]
 
 
 @router.get("/{run_id}/progress")
-def read_run_progress(run_id: int, reader: ReaderDep) -> RunLive:
+def read_run_progress(run_id: RunId, reader: ReaderDep) -> RunLive:
     """Read a run's live state: each job's epoch of total, loss, ETA and metrics."""
     return read_live(reader, run_id)[1]
 
@@ -39,7 +40,7 @@ def read_run_progress(run_id: int, reader: ReaderDep) -> RunLive:
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
 )
 def stream_run_events(
-    run_id: int,
+    run_id: RunId,
     request: Request,
     reader: ReaderDep,
     poll_s: Annotated[float, Query(ge=0.05, le=10.0, description="Database poll period")] = 0.5,

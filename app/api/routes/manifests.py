@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from app import crud
-from app.api.deps import ReadSessionDep
+from app.api.deps import ReadSessionDep, RunId
 
 router = APIRouter(prefix="/manifests", tags=["manifests"])
 
 
 @router.get("/{run_id}")
-def read_manifest(run_id: int, session: ReadSessionDep) -> dict[str, Any]:
+def read_manifest(run_id: RunId, session: ReadSessionDep) -> dict[str, Any]:
     """Read a run's training manifest (study.md §7 plus per-job status and results)."""
     return crud.read_manifest(session=session, run_id=run_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.api.deps import ReadSessionDep
+from app.api.deps import ReadSessionDep, RunId
 from app.figures import report_figure_png
 from app.report import StudyReport, build_report, report_csv
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/runs", tags=["report"])
     responses={200: {"content": {"text/csv": {}}}},
 )
 def read_run_report(
-    run_id: int,
+    run_id: RunId,
     session: ReadSessionDep,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> StudyReport | Response:
@@ -37,7 +37,7 @@ def read_run_report(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-def read_run_report_figure(run_id: int, session: ReadSessionDep) -> Response:
+def read_run_report_figure(run_id: RunId, session: ReadSessionDep) -> Response:
     """Draw each metric against dose, one line per view, the flat baseline dashed."""
     png = report_figure_png(build_report(session=session, run_id=run_id))
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
