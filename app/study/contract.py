@@ -61,6 +61,7 @@ class SplitData:
     detector_mask: np.ndarray | None = None  # bool (N, N): pixels that count
     notes: tuple[str, ...] = ()  # conversions made while reading, for the job's log
     scale_hint: float | None = None  # intensity scale the photon quantum implies
+    has_object: bool = True  # False: no objectGuess in the file (obj is empty)
 
     @property
     def n(self) -> int:
@@ -84,8 +85,12 @@ def describe(array: np.ndarray) -> str:
     return f"{array.dtype} {tuple(array.shape)}"
 
 
-def load_split(path: str | Path) -> SplitData:
-    """Load a split NPZ and check it against the contract; raise ContractError if broken."""
+def load_split(path: str | Path, *, object_required: bool = True) -> SplitData:
+    """Load a split NPZ and check it against the contract; raise ContractError if broken.
+
+    `object_required=False` (reconstructing data without ground truth) lets `objectGuess`
+    be absent: `obj` is then empty, (0, 0), and `has_object` False.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
@@ -94,7 +99,8 @@ def load_split(path: str | Path) -> SplitData:
     if "diffraction" not in arrays and DIFFRACTION_ALIAS in arrays:
         arrays["diffraction"] = arrays.pop(DIFFRACTION_ALIAS)
         notes.append(f"diffraction read from '{DIFFRACTION_ALIAS}'")
-    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    optional = () if object_required else ("objectGuess",)
+    missing = [key for key in REQUIRED_KEYS if key not in arrays and key not in optional]
     if missing:
         raise ContractError(path, missing[0], "a required array", "missing")
     metadata = _read_metadata(path, arrays.get("_metadata"))
@@ -117,7 +123,8 @@ def load_split(path: str | Path) -> SplitData:
         ycoords_start=_optional_coords(path, arrays, "ycoords_start", n, ycoords),
         scan_index=_check_scan_index(path, arrays, n),
         probe=_check_complex(path, arrays["probeGuess"], "probeGuess", (size, size)),
-        obj=_check_complex(path, arrays["objectGuess"], "objectGuess", None),
+        obj=_object(path, arrays),
+        has_object="objectGuess" in arrays,
         Y=_optional_patches(path, arrays, n, size),
         metadata=metadata,
         detector_mask=_optional_mask(path, arrays, size),
@@ -241,6 +248,12 @@ def _optional_patches(
         logger.info("%s: ignoring malformed optional key 'Y' (%s)", path, describe(patches))
         return None
     return np.ascontiguousarray(patches, dtype=np.complex64)
+
+
+def _object(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    if "objectGuess" not in arrays:
+        return np.zeros((0, 0), dtype=np.complex64)
+    return _check_complex(path, arrays["objectGuess"], "objectGuess", None)
 
 
 def _optional_mask(path: Path, arrays: dict[str, np.ndarray], size: int) -> np.ndarray | None:

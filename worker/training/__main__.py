@@ -1,4 +1,8 @@
-"""`python -m worker.training`: train one job from the command line and write DIR/result.json."""
+"""`python -m worker.training`: train one job from the command line and write DIR/result.json.
+
+`python -m worker.training predict --bundle B --data F` reconstructs a scan with a trained
+bundle instead (worker.training.predict).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from worker.training.config import ACCELERATORS, LOGGERS, LOSSES, TrainConfig
+from worker.training.config import (
+    ACCELERATORS,
+    ARCHITECTURES,
+    INPUTS,
+    KEEP_WEIGHTS,
+    LOGGERS,
+    LOSSES,
+    STITCHINGS,
+    TrainConfig,
+)
 from worker.training.progress_file import FileReporter
 
 # TrainConfig field → command-line option (its `dest`); the file of --config uses field names.
@@ -34,6 +47,14 @@ _OPTIONS = {
     "logger": "logger",
     "seed": "seed",
     "log_path": "log_path",
+    "architecture": "architecture",
+    "inputs": "inputs",
+    "probe_trainable": "probe_trainable",
+    "gain_trainable": "gain_trainable",
+    "val_fraction": "val_fraction",
+    "keep_weights": "keep_weights",
+    "stitching": "stitching",
+    "stitch_crop": "stitch_crop",
 }
 _REQUIRED = ("train", "test", "out", "gridsize", "nphotons")
 
@@ -71,6 +92,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logger", choices=LOGGERS, help=f"default {defaults.logger}")
     parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     parser.add_argument("--log-path", type=Path, help="default: OUT/train.log")
+    parser.add_argument("--architecture", choices=ARCHITECTURES,
+                        help=f"default {defaults.architecture}")  # fmt: skip
+    parser.add_argument("--inputs", choices=INPUTS, help=f"default {defaults.inputs}")
+    for flag in ("probe-trainable", "gain-trainable"):
+        parser.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction,
+                            help="default off")  # fmt: skip
+    parser.add_argument("--val-fraction", type=float, help=f"default {defaults.val_fraction}")
+    parser.add_argument("--keep-weights", choices=KEEP_WEIGHTS,
+                        help=f"default {defaults.keep_weights}")  # fmt: skip
+    parser.add_argument("--stitching", choices=STITCHINGS, help=f"default {defaults.stitching}")
+    parser.add_argument("--stitch-crop", type=int, help=f"default {defaults.stitch_crop}")
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -135,6 +167,11 @@ class ConsoleReporter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one training job; exit 2 on bad data, with the file and key in the message."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["predict"]:
+        from worker.training.predict import main as predict_main
+
+        return predict_main(argv[1:])
     args = parse_args(argv)
     try:
         config = config_from_args(args)
