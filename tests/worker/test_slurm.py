@@ -172,3 +172,35 @@ def test_cancelled_slurm_job_keeps_its_partial_result_and_a_retry_resumes_it(
         assert epochs == list(range(1, EPOCHS + 4))
         log = Path(retried["log_path"]).read_text().split("attempt 2", 1)[1]
         assert "resuming from checkpoints/last.ckpt" in log
+
+
+@pytest.mark.slow
+def test_a_failed_node_ends_the_attempt_as_interrupted_and_the_job_resumes_uncounted(
+    slurm: SlurmClient, tmp_path: Path
+) -> None:
+    node = subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True).stdout
+    settings = {"executor": "slurm", "slurm_poll_interval_s": "0.3", "heartbeat_s": "0.5"}
+    with study_services(tmp_path, workers=1, **settings) as services:
+        client = services.client
+        run = submit_demo_study(services, cluster={"gpus": 0, "cpus": 1}, view="baseline")
+
+        def fail_node(_: Path) -> None:  # as preemption or a lost node: not the job's fault
+            down = ["scontrol", "update", f"nodename={node.strip()}", "state=down"]
+            subprocess.run([*down, "reason=ptychojobs-test"], check=True)
+
+        try:
+            job = kill_first_checkpointed(run, "slurm/attempt-1/slurm_job_id", fail_node)
+            deadline = time.monotonic() + 60
+            while len(client.job(job["id"])["attempt_history"]) < 2:
+                assert time.monotonic() < deadline, client.job(job["id"])
+                time.sleep(0.3)
+        finally:
+            resume = ["scontrol", "update", f"nodename={node.strip()}", "state=resume"]
+            subprocess.run(resume, capture_output=True)
+        finished = client.wait_for_run(run["id"], timeout_s=STUDY_TIMEOUT_S, poll_s=0.5)
+        done = client.job(job["id"])
+    assert finished["status"] == "succeeded", done
+    first, second = done["attempt_history"]
+    assert first["outcome"] == "interrupted" and "NODE_FAIL" in first["error"]
+    assert second["outcome"] == "succeeded" and done["failures"] == 0
+    assert "resuming from checkpoints/last.ckpt" in Path(done["log_path"]).read_text()
