@@ -35,9 +35,9 @@ BASELINES = {
 }
 
 
-def claim(engine: Engine, worker: str = "worker-a") -> ClaimedJob:
-    """Claim the next queued job, as a worker does."""
-    job = queue.claim_next_job(engine=engine, worker=worker, lease_s=60)
+def claim(engine: Engine, worker: str = "worker-a", executor: str = "local") -> ClaimedJob:
+    """Claim the next queued job, as a worker with this executor does."""
+    job = queue.claim_next_job(engine=engine, worker=worker, lease_s=60, executor=executor)
     assert job is not None, "no queued job to claim"
     return job
 

@@ -151,7 +151,7 @@ def test_the_job_page_shows_curves_reconstruction_metrics_and_log(
     page: Page, server: str, engine: Engine, study: StudyTree
 ) -> None:
     submit(server, study, filters={"dose": 1000.0}, training={"epochs": 2})
-    job = claim(engine)
+    job = claim(engine, executor="slurm")
     report_epoch(engine, job, epoch=1, epochs=2, loss=0.5)
     report_epoch(engine, job, epoch=2, epochs=2, loss=0.25)
     succeed(engine, job, epochs=2)
@@ -160,6 +160,7 @@ def test_the_job_page_shows_curves_reconstruction_metrics_and_log(
 
     expect(page.get_by_test_id("job-header")).to_contain_text("view baseline")
     expect(page.get_by_test_id("job-epoch")).to_have_text("epoch 2/2")
+    expect(page.get_by_test_id("job-executor")).to_have_text("on slurm")
     chart = page.get_by_test_id("loss-chart")
     expect(chart.locator("circle")).to_have_count(4)  # train and val loss, two epochs
     expect(chart).to_contain_text("val_loss")

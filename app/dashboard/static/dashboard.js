@@ -320,6 +320,7 @@ function renderJobHeader(header, job, live) {
     el("span", { "data-testid": "job-epoch" }, `epoch ${epoch ?? 0}/${epochs ?? "?"}`),
     live && ACTIVE.has(status) ? el("span", {}, `ETA ${duration(live.eta_s)}`) : null,
     live && live.worker ? el("span", {}, `worker ${live.worker}`) : null,
+    job.executor ? el("span", { "data-testid": "job-executor" }, `on ${job.executor}`) : null,
     el("span", {}, `attempt ${job.attempts}/${job.max_attempts}`)),
     job.error ? el("pre", { class: "error" }, job.error.split("\n").slice(-6).join("\n")) : "");
 }
