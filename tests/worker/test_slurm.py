@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from app.core.config import Settings
+from app.models import ExecutionOptions
 from app.queue import ClaimedJob
 from tests.worker.cluster_study import (
     EPOCHS,
@@ -102,6 +104,21 @@ def test_sbatch_options_take_the_run_s_cluster_values_then_the_settings(tmp_path
     assert options[-2:] == ["--qos=high", "--constraint=a100|h100"]
     cpu_only = sbatch_options(_job(tmp_path, cluster={"gpus": 0}), settings, files)
     assert not any(option.startswith("--gres") for option in cpu_only)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("mem", "lots"), ("time_limit", "4h"), ("partition", "gpu; rm -rf /"), ("gpus", -1)],
+)
+def test_a_run_s_cluster_options_must_be_what_sbatch_accepts(option: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=option):
+        ExecutionOptions.model_validate({"cluster": {option: value}})
+    cluster = {"mem": "64G", "time_limit": "1-12:00:00", "partition": "a100", "gpus": 2}
+    assert ExecutionOptions.model_validate({"cluster": cluster}).model_dump()["cluster"] == {
+        **cluster,
+        "cpus": None,
+        "account": None,
+    }
 
 
 def test_batch_script_execs_the_trainer_and_resumes_from_the_second_attempt(
