@@ -25,8 +25,10 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
+# e.g. make demo DEMO_ARGS="--keep" (the dashboard stays up) or DEMO_ARGS="--use-settings"
+DEMO_ARGS ?=
 demo: setup
-	$(BIN)/ptychojobs demo
+	$(BIN)/ptychojobs demo $(DEMO_ARGS)
 
 serve: setup
 	$(BIN)/ptychojobs serve --with-worker

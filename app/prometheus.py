@@ -6,7 +6,8 @@
 - `ptychojobs_live_workers`: workers holding a running job (see `app.liveness`);
 - `ptychojobs_claim_latency_seconds`: enqueue → first claim (first attempt's start minus the
   job's creation), one observation per claimed job;
-- `ptychojobs_attempt_duration_seconds{outcome}`: ended attempts, start → end.
+- `ptychojobs_attempt_duration_seconds{outcome}`: ended attempts, start → end;
+- `ptychojobs_job_duration_seconds{status}`: ended jobs, last start → end.
 
 The histograms are rebuilt from the attempts table at each scrape, so every API process
 reports the same numbers and nothing is lost on restart; counts only grow, as Prometheus
@@ -45,6 +46,7 @@ class DatabaseCollector(Collector):
         yield workers
         yield self._claim_latency()
         yield self._durations()
+        yield self._job_durations()
 
     def _jobs(self) -> Iterator[Metric]:
         query = select(Job.status, func.count()).group_by(col(Job.status))
@@ -97,6 +99,23 @@ class DatabaseCollector(Collector):
             by_outcome,
             DURATION_BUCKETS_S,
             labels=["outcome"],
+        )
+
+    def _job_durations(self) -> Metric:
+        query = select(Job.status, Job.started_at, Job.finished_at).where(
+            col(Job.started_at).is_not(None), col(Job.finished_at).is_not(None)
+        )
+        by_status: dict[tuple[str, ...], list[float]] = {}
+        for status, started, finished in self.session.exec(query):
+            if started is not None and finished is not None:
+                key = (JobStatus(status).value,)
+                by_status.setdefault(key, []).append(_seconds(finished, started))
+        return _histogram(
+            "ptychojobs_job_duration_seconds",
+            "Duration of ended jobs (their last attempt's start to the end), by status",
+            by_status,
+            DURATION_BUCKETS_S,
+            labels=["status"],
         )
 
 

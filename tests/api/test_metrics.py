@@ -36,6 +36,7 @@ def test_metrics_count_jobs_queue_depth_latency_and_durations(
     assert _value(text, "ptychojobs_live_workers") == 1
     assert _value(text, "ptychojobs_claim_latency_seconds_count") == 2
     assert _value(text, 'ptychojobs_attempt_duration_seconds_count{outcome="succeeded"}') == 1
+    assert _value(text, 'ptychojobs_job_duration_seconds_count{status="succeeded"}') == 1
 
 
 def test_health_names_the_workers_holding_jobs(
