@@ -160,6 +160,7 @@ def _metadata(part: DoseSplit, mean_counts: float, split_index: int) -> dict[str
         "scan": {"kind": config.scan, "n_positions": config.n_positions},
         "object_shape": list(scene.obj.shape),
         "probe": scene.probe_source,
+        "object": scene.object_source,
         "geometry": GEOMETRY,
         "diffraction": "sqrt(counts) / intensity_scale, fftshifted",
     }
@@ -171,6 +172,7 @@ def run_manifest(
     """The content of `run_manifest.json`: settings, split, and one entry per dose."""
     settings = asdict(config)
     settings["probe_path"] = None if config.probe_path is None else str(config.probe_path)
+    settings["object_path"] = None if config.object_path is None else str(config.object_path)
     settings["doses"] = list(config.doses)
     return {
         "timestamp": utc_timestamp(),
@@ -179,6 +181,7 @@ def run_manifest(
         "phase_c_root": str(root.resolve()),
         "config": settings,
         "probe": scene.probe_source,
+        "object": scene.object_source,
         "split_midpoint": scene.midpoint,
         "n_train": scene.n_train,
         "n_test": scene.n - scene.n_train,

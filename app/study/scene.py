@@ -23,6 +23,9 @@ class SimulationConfig:
     seed: int = 42
     doses: tuple[float, ...] = (1e3, 1e4, 1e5)
     probe_path: Path | None = None
+    # An NPZ whose `objectGuess` (complex, object_size × object_size) replaces the procedural
+    # object, e.g. a PtychoPINN file's or a reconstruction of a real sample.
+    object_path: Path | None = None
     write_patches: bool = True  # the optional ground-truth `Y`
 
     def __post_init__(self) -> None:
@@ -61,6 +64,7 @@ class Scene:
     n_train: int
     midpoint: float
     probe_source: str
+    object_source: str = "procedural"
 
     @property
     def n(self) -> int:

@@ -33,6 +33,7 @@ from app.study.blocks import (
     default_workers,
     run_blocks,
 )
+from app.study.contract import ContractError, describe
 from app.study.forward import centring_probe, extract_patches, forward_intensity, intensity_into
 from app.study.objects import make_object
 from app.study.phase_c_io import run_manifest, write_dose
@@ -72,7 +73,12 @@ def make_scene(config: SimulationConfig) -> Scene:
     """Draw the object and scan (and make or load the probe) for `config`."""
     object_rng = _stream(config.seed, OBJECT_STREAM)
     scan_rng = _stream(config.seed, SCAN_STREAM)
-    obj = make_object(config.object_size, object_rng).astype(np.complex64)
+    if config.object_path is not None:
+        obj = load_object(config.object_path, config.object_size)
+        object_source = str(config.object_path)
+    else:
+        obj = make_object(config.object_size, object_rng).astype(np.complex64)
+        object_source = "procedural"
     if config.probe_path is not None:
         probe = load_probe(config.probe_path, config.patch_size)
         source = str(config.probe_path)
@@ -93,7 +99,25 @@ def make_scene(config: SimulationConfig) -> Scene:
         n_train=int(is_train.sum()),
         midpoint=split_midpoint(y),
         probe_source=source,
+        object_source=object_source,
     )
+
+
+def load_object(path: str | Path, size: int) -> np.ndarray:
+    """The `objectGuess` of an NPZ file, checked to be complex (size, size) and finite."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"object file not found: {path}")
+    with np.load(path, allow_pickle=False) as npz:
+        if "objectGuess" not in npz.files:
+            raise ContractError(path, "objectGuess", "a complex (H, W) object", "missing")
+        obj = npz["objectGuess"]
+    if obj.dtype.kind != "c" or obj.shape != (size, size):
+        expected = f"complex array of shape ({size}, {size}), the simulation's object size"
+        raise ContractError(path, "objectGuess", expected, describe(obj))
+    if not np.all(np.isfinite(obj)):
+        raise ContractError(path, "objectGuess", "finite values", "NaN or infinite values")
+    return np.ascontiguousarray(obj, dtype=np.complex64)
 
 
 def noiseless_intensities(
