@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from app.study.contract import ContractError, SplitData, load_split
+from app.study.contract import ContractError, SplitData
 from app.study.diffraction import metadata_nphotons
 from app.study.simulate import extract_patches
 from worker.training.config import TrainConfig
 from worker.training.grouping import Groups, covering_groups, training_groups
+from worker.training.h5_inputs import load_input
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ class PtychoDataModule(L.LightningDataModule):
         if self._loaded:
             return
         cfg = self.config
-        self.train_split = load_split(cfg.train_path)
-        self.test_split = load_split(cfg.test_path)
+        self.train_split = load_input(cfg.train_path)
+        self.test_split = load_input(cfg.test_path)
         self._check_compatible()
         everything = make_samples(
             self.train_split,

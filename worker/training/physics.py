@@ -117,9 +117,13 @@ def poisson_nll(
             predicted_amplitude.square(), counts, log_input=False, full=False, eps=1e-6
         )
     each = F.poisson_nll_loss(
-        predicted_amplitude.square(), counts, log_input=False, full=False, eps=1e-6,
+        predicted_amplitude.square(),
+        counts,
+        log_input=False,
+        full=False,
+        eps=1e-6,
         reduction="none",
-    )  # fmt: skip
+    )
     return _masked_mean(each, mask)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.study.contract import ContractError, SplitData, load_split
+from app.study.contract import ContractError, SplitData
 from app.study.npz import NpzWriter
 from worker.training.bundle import load_bundle, sha256_of
 from worker.training.data import input_scale, make_samples, positions_xy
@@ -40,6 +40,7 @@ from worker.training.evaluate import (
     stitching_record,
 )
 from worker.training.grouping import covering_groups
+from worker.training.h5_inputs import load_input
 from worker.training.module import LitPtychoPINN
 
 STITCHINGS = ("ours", "ptychopinn")
@@ -60,7 +61,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m worker.training predict", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--bundle", type=Path, required=True, help="model_bundle.pt of a job")
-    parser.add_argument("--data", type=Path, required=True, help="scan NPZ (no ground truth)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="scan: NPZ or CXI (no ground truth needed)"
+    )
+    parser.add_argument(
+        "--product", type=Path, help="Ptychodus product file (.h5): probe and positions"
+    )
     parser.add_argument("--out", type=Path, help="output NPZ (default: DATA_reconstruction.npz)")
     parser.add_argument("--stitching", choices=STITCHINGS, help="default: the job's")
     parser.add_argument("--stitch-crop", type=int, help="default: the job's (20)")
@@ -91,12 +97,14 @@ def reconstruct_scan(
     """Predict every position of `split` with `model` and stitch the patches."""
     n = int(model.hparams["n"])
     if n != split.N:
-        raise ContractError(split.path, "diffraction", f"patterns of size {n} (the model's)",
-                            f"size {split.N}")  # fmt: skip
+        raise ContractError(
+            split.path, "diffraction", f"patterns of size {n} (the model's)", f"size {split.N}"
+        )
     gridsize = int(model.hparams["gridsize"])
     if split.n < gridsize**2:
-        raise ContractError(split.path, "diffraction", f"at least {gridsize**2} patterns",
-                            str(split.n))  # fmt: skip
+        raise ContractError(
+            split.path, "diffraction", f"at least {gridsize**2} patterns", str(split.n)
+        )
     model.hparams["input_scale"] = input_scale(split.diffraction, model.hparams["architecture"])
     groups = covering_groups(
         positions_xy(split),
@@ -150,14 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or args.data.with_name(args.data.stem + "_reconstruction.npz")
     try:
         model, job = load_bundle(args.bundle)
-        split = load_split(args.data, object_required=False)
+        split = load_input(args.data, product=args.product, object_required=False)
         stitching = args.stitching or job.get("stitching", "ours")
         crop = args.stitch_crop or int(job.get("stitch_crop", 20))
         with torch.no_grad():
             prediction = reconstruct_scan(
-                model.to(_device(args.device)), job, split, stitching=stitching, crop=crop,
+                model.to(_device(args.device)),
+                job,
+                split,
+                stitching=stitching,
+                crop=crop,
                 batch_size=args.batch_size,
-            )  # fmt: skip
+            )
     except (ContractError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -166,14 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bundle": str(args.bundle),
             "bundle_sha256": sha256_of(args.bundle),
             "data": str(args.data),
-        }  # fmt: skip
+        }
     )
     write_prediction(out, prediction, split.probe)
     for note in split.notes:
         print(f"{args.data.name}: {note}", file=sys.stderr)
     covered = float(np.mean(prediction.coverage > 0))
-    print(f"reconstruction: {out} ({prediction.image.shape[0]}×{prediction.image.shape[1]}, "
-          f"{covered:.0%} covered)")  # fmt: skip
+    print(
+        f"reconstruction: {out} ({prediction.image.shape[0]}×{prediction.image.shape[1]}, "
+        f"{covered:.0%} covered)"
+    )
     return 0
 
 
