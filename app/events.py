@@ -55,6 +55,10 @@ def _run_summary(live: RunLive) -> dict[str, Any]:
     return live.model_dump(mode="json", include=keys | {"mean_job_s"})
 
 
+def _without_clock(run: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in run.items() if key not in ("eta_s", "mean_job_s")}
+
+
 def _job_state(job: JobLive) -> dict[str, Any]:
     return job.model_dump(mode="json", exclude=set(_CLOCK_FIELDS) | {"updated_at"})
 
@@ -84,7 +88,8 @@ class RunEventStream:
                 self.jobs[job.id] = state
                 messages.append(self._next("job", job.model_dump(mode="json")))
         run = _run_summary(live)
-        if messages or run != self.run:
+        # A new ETA alone (each heartbeat moves it) rides on the next change, not an event.
+        if messages or _without_clock(run) != _without_clock(self.run):
             self.run = run
             messages.append(self._next("run", run))
         return messages + self._end(live)

@@ -72,12 +72,14 @@ class LineDisplay:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.shown: tuple[str, str] | None = None  # the run's status and counts last printed
 
     def _print(self, text: str) -> None:
         self.console.print(escape(text), highlight=False, soft_wrap=True)
         self.console.file.flush()  # a pipe buffers by blocks: each line goes out now
 
     def snapshot(self, live: dict[str, Any]) -> None:
+        self.shown = (live["status"], str(live["counts"]))
         self._print(f"{run_line(live)}, {live['skipped_count']} skipped view(s)")
         for job in live["jobs"]:
             self._print(job_line(job))
@@ -86,7 +88,10 @@ class LineDisplay:
         self._print(job_line(job))
 
     def run(self, run: dict[str, Any]) -> None:
-        self._print(run_line(run))
+        shown = (run["status"], str(run["counts"]))
+        if shown != self.shown:  # a line when the run's status or counts change
+            self.shown = shown
+            self._print(run_line(run))
 
     def close(self) -> None:
         return None

@@ -168,3 +168,17 @@ def test_the_job_page_shows_curves_reconstruction_metrics_and_log(
     expect(page.get_by_test_id("metrics-table").locator("tbody tr")).to_have_count(9)
     expect(page.get_by_test_id("metrics-table")).to_contain_text("phase ssim")
     expect(page.get_by_test_id("log")).to_contain_text("epoch 2/2 train_loss=0.25")
+
+
+def test_swagger_ui_and_redoc_render_from_packaged_assets(page: Page, server: str) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(f"{server}/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.locator(".swagger-ui")).to_contain_text("/runs/{run_id}/events")
+    page.goto(f"{server}/redoc")
+    expect(page.get_by_text("Follow a run as server-sent events").first).to_be_visible()
+
+    foreign = [url for url in requested if not url.startswith((server, "data:", "blob:"))]
+    assert foreign == []  # nothing from a CDN: the docs work on an offline cluster

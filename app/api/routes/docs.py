@@ -37,6 +37,8 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url=f"{root}/static/swagger-ui/swagger-ui-bundle.js",
         swagger_css_url=f"{root}/static/swagger-ui/swagger-ui.css",
         swagger_favicon_url=f"{root}/static/swagger-ui/favicon-32x32.png",
+        # The spec validator's badge is fetched from validator.swagger.io: off.
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
 
