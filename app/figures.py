@@ -6,8 +6,11 @@ Agg canvas: no display, no global pyplot state shared between requests.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import threading
+from collections import OrderedDict
 
 from app.baselines import BASELINE_NAME
 from app.report import LOWER_IS_BETTER, StudyReport
@@ -16,7 +19,27 @@ VIEW_COLOURS = {"baseline": "#1f77b4", "dense": "#d62728", "sparse": "#2ca02c"}
 COLUMNS = 3
 
 
+_CACHE_SIZE = 32
+_drawn: OrderedDict[str, bytes] = OrderedDict()
+_drawn_lock = threading.Lock()
+
+
 def report_figure_png(report: StudyReport) -> bytes:
+    """The report's figure; the same report is drawn once (dashboards ask again and again)."""
+    key = hashlib.sha256(report.model_dump_json().encode()).hexdigest()
+    with _drawn_lock:
+        if key in _drawn:
+            _drawn.move_to_end(key)
+            return _drawn[key]
+    png = draw_report_figure(report)
+    with _drawn_lock:
+        _drawn[key] = png
+        while len(_drawn) > _CACHE_SIZE:
+            _drawn.popitem(last=False)
+    return png
+
+
+def draw_report_figure(report: StudyReport) -> bytes:
     """A grid of panels, one per metric: the model (solid) and the flat baseline (dashed).
 
     A view skipped at every dose still gets its legend entry, with nothing drawn.

@@ -94,9 +94,10 @@ def submit(server: str, study: StudyTree, **body: Any) -> int:
 
 def image_loaded(page: Page, selector: str) -> None:
     expect(page.locator(selector)).to_be_visible()
-    page.wait_for_function(
+    page.wait_for_function(  # a figure is drawn on request: allow a loaded machine its time
         "s => { const i = document.querySelector(s); return i?.complete && i.naturalWidth > 0 }",
         arg=selector,
+        timeout=60_000,
     )
 
 

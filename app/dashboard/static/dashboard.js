@@ -166,10 +166,27 @@ async function runPage() {
       el("a", { href: `/manifests/${runId}` }, "manifest")),
     figure);
 
+  // One figure request at a time: a newer src would abort one that is still drawing.
+  let figureLoading = false;
+  let figurePending = false;
   const refreshFigure = () => {
+    if (figureLoading) {
+      figurePending = true;
+      return;
+    }
+    figureLoading = true;
     state.figureStamp += 1;
     figure.src = `/runs/${runId}/report/figure.png?v=${state.figureStamp}`;
   };
+  const figureDone = () => {
+    figureLoading = false;
+    if (figurePending) {
+      figurePending = false;
+      refreshFigure();
+    }
+  };
+  figure.addEventListener("load", figureDone);
+  figure.addEventListener("error", figureDone);
   const renderAll = () => {
     renderRunHeader(header, state.live);
     renderMatrix(matrix, state.live, [...state.jobs.values()]);
