@@ -28,6 +28,8 @@ from app.study.demo_data import make_demo_data
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+# Progress reaches the database with each heartbeat: often enough to watch a short job.
+DEMO_HEARTBEAT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         database_url=database_url,
         api_url=f"http://{HOST}:{port}",
         port=str(port),
+        heartbeat_s=str(DEMO_HEARTBEAT_S),
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     body = demo_body(phase_c, phase_d, out / "artifacts" / stamp, options)

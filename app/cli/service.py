@@ -122,6 +122,7 @@ def demo(
     epochs: int = typer.Option(2, min=1, help="Epochs per job"),
     n_groups: int = typer.Option(128, min=1, help="Training samples (groups) per job"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
+    positions: int = typer.Option(1000, min=120, help="Scan positions of the demo study"),
     keep: bool = typer.Option(
         False, "--keep", help="Keep the API and worker up after the summary (for the dashboard)"
     ),
@@ -148,6 +149,7 @@ def demo(
         epochs=epochs,
         n_groups=n_groups,
         timeout_s=timeout_s,
+        n_positions=positions,
         keep=keep,
         data_root=data_root,
         database_url=database_url,
