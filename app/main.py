@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from app import manifest, queue
 from app.api.errors import install_error_handlers
+from app.api.limits import BodySizeLimit
 from app.api.main import api_router
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine, session_scope
@@ -54,7 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by app.api.routes.docs from packaged assets: no CDN
         redoc_url=None,
-        max_body_size=settings.max_body_bytes,  # 413 by Content-Length, or as the body streams
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Host check (DNS rebinding), and CORS only for the origins configured."""
+    """Host check (DNS rebinding), request body size, and CORS only where configured."""
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -73,5 +73,6 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so it runs first: a request for a host we do not serve goes no further.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)

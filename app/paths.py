@@ -90,14 +90,19 @@ def _names_below(path: Path, root: Path) -> list[str]:
 
 def _refuse_link(parent_fd: int, name: str, path: Path, root: Path, exc: OSError) -> None:
     """After a failed no-follow open: a symlink is refused; other errors go on as they are."""
-    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink: nothing else says ELOOP here
+        raise PathRefused(os.fspath(path), os.fspath(root), f"goes through the symlink {name!r}")
+    if exc.errno != errno.ENOTDIR:
         return
+    # O_DIRECTORY | O_NOFOLLOW says ENOTDIR for a symlink and for a file alike.
     try:
         mode = os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode
     except OSError:
-        return
+        mode = 0
     if stat.S_ISLNK(mode):
         raise PathRefused(os.fspath(path), os.fspath(root), f"goes through the symlink {name!r}")
+    if not stat.S_ISREG(mode):  # a folder now, or gone: it was swapped while being opened
+        raise PathRefused(os.fspath(path), os.fspath(root), f"{name!r} changed while opened")
 
 
 def _step(parent_fd: int, name: str, path: Path, root: Path, create: bool) -> int:

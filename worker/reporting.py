@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
 from app.manifest import write_manifest
+from app.paths import open_file
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +91,16 @@ def read_engine(engine: Engine) -> Engine:
 
 
 def append_log(path: str | Path, message: str) -> None:
-    """Add a timestamped line to a job's train.log (the format training uses)."""
+    """Add a timestamped line to a job's train.log (the format training uses).
+
+    Stored paths are real paths, so the log is reached without following any symlink
+    (`app.paths`): a link planted or swapped in is refused (logged), never written through.
+    """
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        log = Path(path)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a", encoding="utf-8") as handle:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = open_file(Path(path), flags=flags, create_dirs=True)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {message}\n")
     except OSError:
         logger.warning("could not append to %s", path, exc_info=True)

@@ -44,7 +44,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The current state does not allow it",
         413: "Request body too large",
     }
-    return {code: {"model": ErrorPublic, "description": words[code]} for code in codes}
+    # Spelled out, not `model=`: FastAPI would document a model under the route's own media
+    # type (text/plain, image/png), but error answers are JSON whatever the route serves.
+    content = {"application/json": {"schema": ErrorPublic.model_json_schema()}}
+    return {code: {"description": words[code], "content": content} for code in codes}
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:

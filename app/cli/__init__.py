@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import runs, service, study, workers
+from app.cli import runs, service, study, tokens, workers
 
 cli = typer.Typer(
     name="ptychojobs",
@@ -16,6 +16,7 @@ study.register(cli)
 service.register(cli)
 runs.register(cli)
 workers.register(cli)
+tokens.register(cli)
 
 
 def main() -> None:

@@ -84,9 +84,10 @@ def _describe(detail: Any) -> str:
 class PtychoClient:
     """Synchronous calls to one ptychojobs API."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, base_url: str, *, token: str = "", timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def __enter__(self) -> PtychoClient:
         return self

@@ -11,12 +11,15 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from app import auth
 from app.cli.client import ApiError
-from app.cli.connect import API_URL_HELP, api, fail
+from app.cli.connect import API_URL_HELP, api, err_console, fail
 from app.cli.processes import start_worker, stop_process
 from app.cli.tables import progress_table, skips_table
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 from app.core.db import make_engine
 from app.core.logging import configure_logging
 from app.migrate import upgrade_head
@@ -31,29 +34,56 @@ def serve(
     workers: int = typer.Option(1, min=1, help="CPU worker processes with --with-worker"),
     gpus: str = typer.Option("", help="GPU ids for --with-worker, e.g. 0,1"),
 ) -> None:
-    """Run the API (uvicorn), and with --with-worker a worker beside it."""
+    """Run the API (uvicorn), and with --with-worker a worker beside it.
+
+    Refuses to start when tokens are required (a bind that is not loopback, or auth on)
+    and no token exists yet: `ptychojobs token create NAME` first.
+    """
+    from app.main import create_app  # the web stack loads only for the command that serves
+
     settings = get_settings()
     configure_logging(settings.log_level)
+    # The app must see the address it is bound to: tokens are required off loopback.
+    address = {"host": host or settings.host, "port": port or settings.port}
+    bound = settings.model_copy(update=address)
+    # Migrate before anything reads the database (a worker, the token check).
+    engine = make_engine(bound.resolved_database_url, busy_timeout_ms=bound.sqlite_busy_timeout_ms)
+    try:
+        upgrade_head(engine)
+        _check_tokens(bound, engine)
+    finally:
+        engine.dispose()
     worker = None
     if with_worker:
-        # Migrate before the worker starts, so it never meets a database without tables.
-        engine = make_engine(
-            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-        )
-        upgrade_head(engine)
-        engine.dispose()
         worker = start_worker(env=os.environ, workers=workers, gpus=gpus)
     try:
         uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
+            create_app(bound),
+            host=bound.host,
+            port=bound.port,
             log_level=settings.log_level.lower(),
         )
     finally:
         if worker is not None:
             stop_process(worker, grace_s=settings.shutdown_grace_s + 5)
+
+
+def _check_tokens(settings: Settings, engine: Engine) -> None:
+    """Exit unless tokens are off on loopback, or required and at least one exists."""
+    if not settings.auth_required:
+        if not settings.binds_loopback:
+            message = f"authentication is off and the API binds to {settings.host}: anyone who"
+            err_console.print(f"[red]warning:[/red] {message} reaches this port controls it")
+        return
+    with Session(engine) as session:
+        live = auth.count_live_tokens(session=session)
+    if live == 0:
+        why = f"the API binds to {settings.host}" if settings.auth == "auto" else "auth is on"
+        raise fail(
+            f"API tokens are required ({why}) and none exists: run "
+            "`ptychojobs token create NAME` first, or bind to 127.0.0.1",
+            code=2,
+        )
 
 
 def submit(
@@ -122,7 +152,6 @@ def demo(
     epochs: int = typer.Option(2, min=1, help="Epochs per job"),
     n_groups: int = typer.Option(128, min=1, help="Training samples (groups) per job"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
-    positions: int = typer.Option(1000, min=120, help="Scan positions of the demo study"),
     keep: bool = typer.Option(
         False, "--keep", help="Keep the API and worker up after the summary (for the dashboard)"
     ),
@@ -149,7 +178,6 @@ def demo(
         epochs=epochs,
         n_groups=n_groups,
         timeout_s=timeout_s,
-        n_positions=positions,
         keep=keep,
         data_root=data_root,
         database_url=database_url,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from app.study.diffraction import read_diffraction
+from app.study.npz import MemberTooLarge, check_member, open_archive
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +136,15 @@ def load_split(path: str | Path, *, object_required: bool = True) -> SplitData:
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_archive(path) as archive:  # confined, when the caller set read limits
             present = {name.removesuffix(".npy") for name in archive.namelist()}
             # Extra keys (PtychoPINN's ground_truth_patches, …) are never read.
             wanted = (*REQUIRED_KEYS, *OPTIONAL_KEYS, DIFFRACTION_ALIAS)
             names = [key for key in wanted if key in present]
             arrays = {name: _read_member(path, archive, name) for name in names}
+    except MemberTooLarge as exc:
+        expected = f"an array of at most {exc.limit} bytes"
+        raise ContractError(path, exc.name, expected, f"{exc.declared} bytes declared") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
     return {name: array for name, array in arrays.items() if array is not None}
@@ -148,6 +152,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def _read_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray | None:
     """One array; pickled ones (PtychoPINN's object `_metadata`) with a numpy-only loader."""
+    check_member(archive, f"{name}.npy")  # before anything is allocated for it
     with archive.open(f"{name}.npy") as handle:
         try:
             return np.lib.format.read_array(handle, allow_pickle=False)
@@ -194,6 +199,10 @@ def _check_diffraction(path: Path, array: np.ndarray) -> np.ndarray:
         raise ContractError(path, "diffraction", expected, describe(array))
     if array.shape[0] == 0:
         raise ContractError(path, "diffraction", "at least one pattern", describe(array))
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        got = f"{bad} NaN or infinite values of {array.size}"
+        raise ContractError(path, "diffraction", "finite amplitudes", got)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

@@ -1,16 +1,103 @@
-"""Writing split NPZ files: uncompressed, atomic, and able to stream big arrays in chunks."""
+"""Split NPZ files: written uncompressed, atomically and in chunks; read within limits.
+
+Reading: `open_archive` opens the file as the current `read_limits` say (confined to a
+root without following a symlink, when a worker sets one), and `check_member` refuses an
+array whose declared size exceeds the limit, or its own member's size, before a byte of it
+is allocated: a small deflated member cannot expand into gigabytes.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
+
+from app.paths import open_binary
+
+DEFAULT_MAX_MEMBER_BYTES = 4 << 30  # Settings.max_npz_member_bytes
+
+
+class MemberTooLarge(ValueError):
+    """An NPZ member whose declared size is over the limit (or over its own stored size)."""
+
+    def __init__(self, name: str, declared: int, limit: int) -> None:
+        self.name = name
+        self.declared = declared
+        self.limit = limit
+        super().__init__(f"member {name!r} declares {declared} bytes, over the limit of {limit}")
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How NPZ files are read: confined to `root` (None: as given), members size-capped."""
+
+    root: Path | None = None
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+
+
+_DEFAULT_LIMITS = ReadLimits()
+_LIMITS: ContextVar[ReadLimits | None] = ContextVar("npz_read_limits", default=None)
+
+
+def current_limits() -> ReadLimits:
+    """The limits NPZ reads are under here and now."""
+    return _LIMITS.get() or _DEFAULT_LIMITS
+
+
+@contextmanager
+def read_limits(limits: ReadLimits) -> Iterator[None]:
+    """Read NPZ files under `limits` inside this block (a worker's job, say)."""
+    token = _LIMITS.set(limits)
+    try:
+        yield
+    finally:
+        _LIMITS.reset(token)
+
+
+@contextmanager
+def open_archive(path: Path) -> Iterator[zipfile.ZipFile]:
+    """The NPZ at `path` as a zip archive, opened as the current read limits say."""
+    root = current_limits().root
+    with (
+        open_binary(path, root=root) if root is not None else path.open("rb") as handle,
+        zipfile.ZipFile(handle) as archive,
+    ):
+        yield archive
+
+
+def check_member(archive: zipfile.ZipFile, member: str) -> None:
+    """Refuse `member` (an .npy) if its declared size is over the limit; reads its header only."""
+    limit = current_limits().max_member_bytes
+    name = member.removesuffix(".npy")
+    info = archive.getinfo(member)
+    if info.file_size > limit:
+        raise MemberTooLarge(name, info.file_size, limit)
+    with archive.open(info) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+        except ValueError:
+            return  # not an array header: the reader reports it
+    if dtype.hasobject:
+        return  # pickled: bounded by the member's own size, checked above
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > limit or declared > info.file_size:
+        raise MemberTooLarge(name, declared, min(limit, info.file_size))
 
 
 class NpzWriter:

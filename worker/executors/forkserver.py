@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 JobTarget = Callable[[ClaimedJob, ProgressReporter], dict[str, Any]]
 _PR_SET_PDEATHSIG = 1
 _TRACEBACK_CHARS = 6_000
+_CAUSE_CHARS = 1_500  # with the traceback, inside the queue's ERROR_MAX_CHARS
 
 
 def die_with_parent(signum: int) -> None:
@@ -82,9 +83,26 @@ def _child_main(target: JobTarget, job: ClaimedJob, conn: Connection) -> None:
 
 
 def describe_exception(exc: BaseException) -> str:
-    """`Type: message`, then the end of the traceback."""
-    trace = "".join(traceback.format_exception(exc))
-    return f"{type(exc).__name__}: {exc}\n\n{trace[-_TRACEBACK_CHARS:]}"
+    """`Type: message` (the cause), then the traceback's last frames.
+
+    Source files are named relative to their import root (`worker/training/runner.py`,
+    `lightning/...`): a job's error is shown by the API, which names no server paths.
+    """
+    cause = f"{type(exc).__name__}: {exc}"[:_CAUSE_CHARS]
+    # Long messages are cut inside the traceback too, so its tail keeps the frames.
+    lines = traceback.TracebackException.from_exception(exc).format()
+    trace = "".join(
+        line if len(line) < _CAUSE_CHARS else line[:_CAUSE_CHARS] + "…\n" for line in lines
+    )
+    return f"{cause}\n\n{short_source_paths(trace)[-_TRACEBACK_CHARS:]}"
+
+
+def short_source_paths(trace: str) -> str:
+    """A traceback whose `File "..."` lines name files relative to their sys.path entry."""
+    roots = sorted({p for p in sys.path if os.path.isabs(p)}, key=len, reverse=True)
+    for root in roots:
+        trace = trace.replace(f'File "{root.rstrip("/")}/', 'File "')
+    return trace
 
 
 def _warm_up() -> None:

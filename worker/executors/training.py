@@ -8,12 +8,14 @@ fakes; the worker loop only sees the `Executor` and `Execution` protocols (`base
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 from app.core.config import Settings
-from app.paths import resolve_inside
+from app.paths import check_confined
 from app.queue import ClaimedJob
+from app.study.npz import ReadLimits, read_limits
 from worker.executors.base import Execution, ProgressReporter
 from worker.executors.forkserver import ChildProcessExecutor, JobTarget
 from worker.training import TrainConfig  # light: torch loads with `train`, in the child
@@ -39,7 +41,8 @@ class TrainingExecutor(ChildProcessExecutor):
         target: JobTarget | None = None,
         preload: Sequence[str] = TRAINING_PRELOAD,
     ) -> None:
-        super().__init__(target or train_job, preload=preload)
+        limits = ReadLimits(root=settings.data_root, max_member_bytes=settings.max_npz_member_bytes)
+        super().__init__(target or partial(train_job, limits=limits), preload=preload)
         self._data_root = settings.data_root
 
     def start(self, job: ClaimedJob) -> Execution:
@@ -48,9 +51,13 @@ class TrainingExecutor(ChildProcessExecutor):
 
 
 def check_job_paths(job: ClaimedJob, data_root: Path) -> None:
-    """Paths were checked when the run was created; check again before touching them."""
+    """Check the job's paths again before touching them: inside the data root, no symlink.
+
+    PathRefused when one leaves the root or goes through a symlink (one swapped in after
+    submit, say). The data files are read, race-free, through `ReadLimits(root=...)`.
+    """
     for field in ("train_data_path", "test_data_path", "artifact_dir", "log_path"):
-        resolve_inside(getattr(job, field), field=field, data_root=data_root)
+        check_confined(Path(getattr(job, field)), root=data_root)
 
 
 def build_train_config(job: ClaimedJob) -> TrainConfig:
@@ -70,10 +77,20 @@ def build_train_config(job: ClaimedJob) -> TrainConfig:
     )
 
 
-def train_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
-    """Runs in the child: train the job, return its result; a retry resumes where it stopped."""
+def train_job(
+    job: ClaimedJob, reporter: ProgressReporter, *, limits: ReadLimits | None = None
+) -> dict[str, Any]:
+    """Runs in the child: train the job, return its result; a retry resumes where it stopped.
+
+    With `limits`, the paths are checked once more here, and the data files are opened
+    confined to `limits.root` with their arrays size-capped.
+    """
     from worker.training import train
 
+    limits = limits or ReadLimits()
+    if limits.root is not None:
+        check_job_paths(job, limits.root)
     config = build_train_config(job)
-    result: dict[str, Any] = train(config, reporter=reporter, resume=job.attempt > 1)
+    with read_limits(limits):
+        result: dict[str, Any] = train(config, reporter=reporter, resume=job.attempt > 1)
     return result

@@ -30,6 +30,7 @@ from worker.training.callbacks import (
 )
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
+from worker.training.divergence import DivergenceCheck
 from worker.training.evaluate import reference_loss, save_comparison_png
 from worker.training.module import LitPtychoPINN
 from worker.training.report import finite_tree, log_assessment
@@ -115,7 +116,7 @@ def _fit_and_evaluate(
     watch = ReferenceWatch(log, reference)
     history = EpochHistory(log, config.epochs)
     progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
-    callbacks: list[Callback] = [history, watch]
+    callbacks: list[Callback] = [history, watch, DivergenceCheck()]
     if progress is not None:
         callbacks.append(progress)
     with expected_warnings(), resume_warnings():
