@@ -33,7 +33,8 @@ def api(api_url: str | None) -> Iterator[PtychoClient]:
     """A client of the API; an unreachable API or an error answer ends the command in one line."""
     base_url = resolve_api_url(api_url)
     try:
-        with PtychoClient(base_url, token=get_settings().api_token) as client:
+        token = get_settings().api_token.get_secret_value()
+        with PtychoClient(base_url, token=token) as client:
             yield client
     except ApiUnreachable as exc:
         hint = "start it with `ptychojobs serve`, or give its address with --api-url"

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     cors_origins: HostList = Field(
         default_factory=list, description="Origins allowed cross-site (CORS); empty: none"
     )
-    api_token: str = Field("", description="The CLI's token for an API that requires one")
+    api_token: SecretStr = Field(
+        SecretStr(""), description="The CLI's token for an API that requires one"
+    )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413")
     max_npz_member_bytes: int = Field(
         4 << 30, ge=1, description="Refuse NPZ arrays declared larger than this (bytes)"

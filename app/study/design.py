@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -35,7 +35,7 @@ class StudyDesign(BaseModel):
         default_factory=lambda: [1e3, 1e4, 1e5], min_length=1, max_length=MAX_DOSES
     )
     views: list[View] = Field(default_factory=lambda: list(VIEWS), min_length=1, max_length=3)
-    overlap_fractions: dict[str, float] = Field(
+    overlap_fractions: dict[Annotated[str, Field(max_length=16)], float] = Field(
         default_factory=lambda: {"dense": 0.7, "sparse": 0.2}, max_length=len(OVERLAP_VIEWS)
     )
     neighbor_count: int = Field(7, ge=1, le=MAX_NEIGHBOR_COUNT)

@@ -14,9 +14,12 @@ from typer.testing import CliRunner
 
 from app import auth
 from app.cli import cli
+from app.cli.client import ApiError, PtychoClient
 from app.core.config import Settings
+from app.core.db import make_engine
 from app.main import create_app
 from tests.api.conftest import TEST_HOSTS, StudyTree
+from tests.live_server import serve_in_thread
 from tests.security.conftest import row_counts, secure_settings
 
 OPEN_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -235,3 +238,17 @@ def test_serve_refuses_to_start_off_loopback_without_a_token(cli_env: Path) -> N
     result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "1"])
     assert result.exit_code == 2, result.output
     assert "token create" in result.output
+
+
+def test_the_cli_client_sends_its_token(tmp_path: Path, data_root: Path) -> None:
+    settings = secure_settings(tmp_path, data_root)
+    with serve_in_thread(settings) as url:
+        engine = make_engine(settings.resolved_database_url)
+        with Session(engine) as session:
+            secret = auth.create_token(session=session, name="cli").secret
+        engine.dispose()
+        with PtychoClient(url, token=secret) as client:
+            assert client.runs()["count"] == 0
+        with PtychoClient(url) as client, pytest.raises(ApiError) as refused:
+            client.runs()
+    assert refused.value.status_code == 401

@@ -57,6 +57,7 @@ def _refused(
         {"design": {"neighbor_count": 10**9}},
         {"design": {"seeds": {"simulation": 2**40}}},
         {"filters": {"dose": 1e300}},
+        {"design": {"overlap_fractions": {"d" * 10_000: 0.5}}},
     ],
 )
 def test_options_have_upper_bounds(
