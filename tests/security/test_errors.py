@@ -80,6 +80,8 @@ def test_the_openapi_lists_the_error_answers(client: TestClient) -> None:
     assert {"401", "413", "422"} <= set(paths["/runs"]["post"]["responses"])
     log = paths["/jobs/{job_id}/log"]["get"]["responses"]
     assert "application/json" in log["404"]["content"]  # errors are JSON on a text route
+    for path in ("/jobs/{job_id}/log", "/jobs/{job_id}/artifacts/{name}", "/jobs/{job_id}/history"):
+        assert "409" in paths[path]["get"]["responses"], path  # a path refused at use
     assert "401" not in paths["/health"]["get"]["responses"]
 
 

@@ -9,6 +9,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import JobId, ReadSessionDep, SettingsDep
+from app.api.errors import error_responses
 from app.artifacts import (
     ArtifactsPublic,
     JobHistory,
@@ -22,7 +23,8 @@ router = APIRouter(prefix="/jobs", tags=["artifacts"])
 ArtifactName = Annotated[str, PathParam(max_length=64, description="e.g. reconstruction.png")]
 
 
-@router.get("/{job_id}/artifacts")
+# 409: a stored path that now goes through a symlink (app.paths) is refused, not followed.
+@router.get("/{job_id}/artifacts", responses=error_responses(409))
 def read_job_artifacts(
     job_id: JobId, session: ReadSessionDep, settings: SettingsDep
 ) -> ArtifactsPublic:
@@ -33,7 +35,10 @@ def read_job_artifacts(
 @router.get(
     "/{job_id}/artifacts/{name}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"image/png": {}, "application/json": {}, "text/csv": {}}}},
+    responses={
+        200: {"content": {"image/png": {}, "application/json": {}, "text/csv": {}}},
+        **error_responses(409),
+    },
 )
 def read_job_artifact(
     job_id: JobId, name: ArtifactName, session: ReadSessionDep, settings: SettingsDep
@@ -47,7 +52,7 @@ def read_job_artifact(
     return StreamingResponse(artifact.chunks(), media_type=artifact.media_type, headers=headers)
 
 
-@router.get("/{job_id}/history")
+@router.get("/{job_id}/history", responses=error_responses(409))
 def read_job_history_route(
     job_id: JobId, session: ReadSessionDep, settings: SettingsDep
 ) -> JobHistory:

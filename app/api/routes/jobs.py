@@ -24,7 +24,7 @@ def read_job(job_id: JobId, session: ReadSessionDep) -> JobPublic:
     return crud.read_job(session=session, job_id=job_id)
 
 
-@router.get("/{job_id}/log", response_class=PlainTextResponse)
+@router.get("/{job_id}/log", response_class=PlainTextResponse, responses=error_responses(409))
 def read_job_log(
     job_id: JobId,
     session: ReadSessionDep,
