@@ -58,9 +58,8 @@ def check_path_text(raw: str, *, field: str, data_root: Path) -> None:
     try:
         names = [part.encode("utf-8") for part in raw.split("/")]
     except UnicodeEncodeError:
-        raise PathOutsideDataRoot(
-            field, repr(raw), data_root, "a path must be valid UTF-8"
-        ) from None
+        why = "a path must be valid UTF-8"
+        raise PathOutsideDataRoot(field, repr(raw[:64]), data_root, why, INVALID) from None
     if any(len(name) > MAX_NAME_BYTES for name in names):
         why = f"a path component is longer than {MAX_NAME_BYTES} bytes"
         raise PathOutsideDataRoot(field, raw[:64] + "…", data_root, why, INVALID)
