@@ -14,12 +14,11 @@ ARG TORCH_SPEC="torch==2.13.0"
 COPY requirements.txt ./
 RUN pip install ${TORCH_SPEC} && pip install -r requirements.txt
 
-COPY pyproject.toml README.md alembic.ini ./
-COPY alembic ./alembic
+COPY pyproject.toml README.md ./
 COPY app ./app
 COPY worker ./worker
-# Editable, so app.migrate finds alembic.ini and alembic/ beside the package.
-RUN pip install --no-deps -e .
+# A plain install: the migrations ship inside the package (app/alembic).
+RUN pip install --no-deps .
 
 ENV PTYCHOJOBS_DATA_ROOT=/data \
     PTYCHOJOBS_HOST=0.0.0.0 \

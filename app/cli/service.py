@@ -1,4 +1,4 @@
-"""Service commands: `serve`, `submit`, `status` and `demo`."""
+"""Service commands: `migrate`, `serve`, `submit`, `status` and `demo`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ from app.core.logging import configure_logging
 from app.migrate import upgrade_head
 
 console = Console()
+
+
+def migrate() -> None:
+    """Bring the configured database to the newest schema (what `serve` does on start)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade_head(engine)
+    finally:
+        engine.dispose()
+    console.print(f"database at the newest schema: {engine.url.render_as_string()}")
 
 
 def serve(
@@ -152,6 +164,7 @@ def demo(
     epochs: int = typer.Option(2, min=1, help="Epochs per job"),
     n_groups: int = typer.Option(128, min=1, help="Training samples (groups) per job"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
+    positions: int = typer.Option(1000, min=120, help="Scan positions of the demo study"),
     keep: bool = typer.Option(
         False, "--keep", help="Keep the API and worker up after the summary (for the dashboard)"
     ),
@@ -178,6 +191,7 @@ def demo(
         epochs=epochs,
         n_groups=n_groups,
         timeout_s=timeout_s,
+        n_positions=positions,
         keep=keep,
         data_root=data_root,
         database_url=database_url,
@@ -188,6 +202,7 @@ def demo(
 
 
 def register(cli: typer.Typer) -> None:
+    cli.command()(migrate)
     cli.command()(serve)
     cli.command()(submit)
     cli.command()(status)
