@@ -8,9 +8,10 @@ for the dashboard; with `use_settings` the run goes into the database `serve` us
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,8 +70,25 @@ def demo_body(phase_c: Path, phase_d: Path, artifact_root: Path, options: DemoOp
     }
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_demo(options: DemoOptions, console: Console) -> int:
-    """Make the study, start API and worker, run it, print the summary; 0 when it succeeded."""
+    """Make the study, start API and worker, run it, print the summary; 0 when it succeeded.
+
+    SIGTERM ends it like Ctrl-C, and Ctrl-C works even where a shell started the demo with
+    SIGINT ignored (background jobs): either way API and worker are stopped, not orphaned.
+    """
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run_demo(options, console)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_demo(options: DemoOptions, console: Console) -> int:
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     console.rule("ptychojobs demo")
@@ -120,10 +138,9 @@ def _keep_running(client: PtychoClient, console: Console) -> None:
         f"{client.base_url}/docs; Ctrl-C stops them"
     )
     console.file.flush()
-    try:
+    with suppress(KeyboardInterrupt):  # then the caller's ExitStack stops API and worker
         threading.Event().wait()
-    except KeyboardInterrupt:
-        console.print("stopping")
+    console.print("stopping the API and the worker")
 
 
 def _start_services(
