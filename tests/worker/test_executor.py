@@ -181,7 +181,7 @@ def test_real_training_job_in_a_worker_process(
     assert job.result["bundle_sha256"] in json.dumps(manifest)
     [refused] = jobs_of(engine, outside)
     assert refused.status == "failed" and refused.error is not None
-    assert "outside the data root" in refused.error
+    assert "lies outside the root" in refused.error
 
 
 def _point_jobs_at(engine: Engine, run_id: int, folder: Path) -> None:
