@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import logging
+
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
@@ -27,3 +29,13 @@ def session(engine: Engine) -> Iterator[Session]:
     """A session on the fresh database; the test commits what it needs."""
     with Session(engine, expire_on_commit=False) as session:
         yield session
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Commands run in-process configure logging; no test may leak that into the next."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
