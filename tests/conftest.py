@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
-
-import logging
 
 import pytest
 from sqlalchemy import Engine
