@@ -93,7 +93,9 @@ def align_phase(rec_phase: np.ndarray, gt_phase: np.ndarray, mask: np.ndarray) -
     """The worker's phase alignment: remove the global offset, wrap around gt's mean."""
     offset = np.angle(np.sum(np.exp(1j * (gt_phase - rec_phase))[mask]))
     centre = np.angle(np.sum(np.exp(1j * gt_phase[mask])))
-    return np.angle(np.exp(1j * (rec_phase + offset - centre))) + centre
+    wrapped: np.ndarray = np.angle(np.exp(1j * (rec_phase + offset - centre)))
+    aligned: np.ndarray = wrapped + centre
+    return aligned
 
 
 def _data_range(target: np.ndarray) -> float:
@@ -111,7 +113,10 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     c1, c2 = (0.01 * _data_range(target)) ** 2, (0.03 * _data_range(target)) ** 2
 
     def blur(image: np.ndarray) -> np.ndarray:
-        return gaussian_filter(image, SSIM_SIGMA, mode="mirror", truncate=SSIM_RADIUS / SSIM_SIGMA)
+        smoothed: np.ndarray = gaussian_filter(
+            image, SSIM_SIGMA, mode="mirror", truncate=SSIM_RADIUS / SSIM_SIGMA
+        )
+        return smoothed
 
     mu_p, mu_t = blur(pred), blur(target)
     var_p = np.maximum(blur(pred * pred) - mu_p**2, 0.0)

@@ -26,9 +26,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.cli.client import PtychoClient  # noqa: E402
-from app.cli.processes import free_port, service_env, start_api, stop_process  # noqa: E402
-from app.study.design import dose_dirname  # noqa: E402
+from app.cli.client import PtychoClient
+from app.cli.processes import free_port, service_env, start_api, stop_process
+from app.study.design import dose_dirname
 
 
 def make_placeholder_study(root: Path, doses: list[float]) -> tuple[Path, Path]:

@@ -25,10 +25,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.cli.client import PtychoClient  # noqa: E402
-from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process  # noqa: E402
-from app.queue import ClaimedJob  # noqa: E402
-from app.study.simulate import SimulationConfig, simulate_phase_c  # noqa: E402
+from app.cli.client import PtychoClient
+from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
+from app.queue import ClaimedJob
+from app.study.simulate import SimulationConfig, simulate_phase_c
 
 TIMES_FILE = "dispatch_times.json"
 KEYS = ("to_train", "to_first_step")
@@ -63,7 +63,7 @@ def timed_train_job(job: ClaimedJob, reporter: Any) -> dict[str, Any]:
     return train_job(job, _FirstStep(reporter, times, path))
 
 
-def TimedTrainingExecutor(settings: Any) -> Any:  # noqa: N802 (an executor factory)
+def TimedTrainingExecutor(settings: Any) -> Any:  # noqa: N802 -- named like the class it stands in for
     """The training executor, timing its children (`PTYCHOJOBS_EXECUTOR` points here)."""
     from worker.executors.training import TRAINING_PRELOAD, TrainingExecutor
 

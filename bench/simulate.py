@@ -34,9 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.study.blocks import block_patterns, chunk_slices, default_workers  # noqa: E402
-from app.study.noise import intensity_scale, noise_seed, poisson_amplitudes  # noqa: E402
-from app.study.simulate import (  # noqa: E402
+from app.study.blocks import block_patterns, chunk_slices, default_workers
+from app.study.noise import intensity_scale, noise_seed, poisson_amplitudes
+from app.study.simulate import (
     PRESETS,
     Scene,
     make_scene,
@@ -115,8 +115,8 @@ def run_vectorised(scene: Scene, dose: float) -> Times:
 
 def _loop_patch(scene: Scene, obj: np.ndarray, k: int, size: int) -> np.ndarray:
     top, left = scene.ycoords[k] - size / 2, scene.xcoords[k] - size / 2
-    row = min(int(math.floor(top)), obj.shape[0] - size - 1)
-    col = min(int(math.floor(left)), obj.shape[1] - size - 1)
+    row = min(math.floor(top), obj.shape[0] - size - 1)
+    col = min(math.floor(left), obj.shape[1] - size - 1)
     fy, fx = top - row, left - col
     w = obj[row : row + size + 1, col : col + size + 1]
     return (

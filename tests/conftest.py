@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
-import app.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from app.core.db import make_engine
+from app.models import metadata  # importing the models registers every table
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A fresh SQLite database (WAL, BEGIN IMMEDIATE) with every table created."""
     engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
-    SQLModel.metadata.create_all(engine)
+    metadata.create_all(engine)
     yield engine
     engine.dispose()
 

@@ -105,7 +105,8 @@ def test_a_real_run_trains_every_job_and_serves_its_manifest(
     assert in_db == in_manifest
     assert len(in_db) == 1
     dose, view, reason = in_db[0]
-    assert (dose, view) == (1e4, "sparse") and "not found" in reason
+    assert (dose, view) == (1e4, "sparse")
+    assert "not found" in reason
     assert manifest["skipped_count"] == 1
 
     log_text, next_offset = client.job_log(jobs[0]["id"])
@@ -118,7 +119,8 @@ def test_a_real_run_trains_every_job_and_serves_its_manifest(
         [PTYCHOJOBS, "status", str(run["id"]), *api], capture_output=True, text=True, env=wide
     )
     assert shown.returncode == 0, shown.stderr
-    assert f"run {run['id']}: succeeded" in shown.stdout and "sparse" in shown.stdout
+    assert f"run {run['id']}: succeeded" in shown.stdout
+    assert "sparse" in shown.stdout
     body_file = data_root / "dry.json"
     body_file.write_text(json.dumps({**body, "dry_run": True}))
     submitted = subprocess.run(
@@ -137,7 +139,8 @@ def test_a_real_run_trains_every_job_and_serves_its_manifest(
         env=wide,
     )
     assert refused.returncode == 1  # the study has no Phase C data at dose 1000
-    assert "phase_c_root: file not found" in refused.stdout and "dose_1000/" in refused.stdout
+    assert "phase_c_root: file not found" in refused.stdout
+    assert "dose_1000/" in refused.stdout
     with pytest.raises(ApiError) as missing:
         client.run(run["id"] + 2)  # nothing stored for the refused run
     assert missing.value.status_code == 404

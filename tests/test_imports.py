@@ -49,5 +49,6 @@ def test_importing_all_of_app_loads_no_torch_lightning_or_worker() -> None:
 
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert "app.cli" in report["modules"] and "app.study.jobs" in report["modules"]
+    assert "app.cli" in report["modules"]
+    assert "app.study.jobs" in report["modules"]
     assert report["forbidden"] == []

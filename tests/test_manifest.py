@@ -167,7 +167,8 @@ def test_manifest_carries_our_extra_keys(session: Session, run_id: int) -> None:
         "finished_at": "2025-03-01T12:02:00.000Z",
     }
     assert done["metrics"] == RESULT["metrics"]
-    assert failed["error"] == "ContractError: bad key" and failed["metrics"] is None
+    assert failed["error"] == "ContractError: bad key"
+    assert failed["metrics"] is None
     assert running["progress"] == {"epoch": 1, "step": 7, "loss": None}
     assert running["attempts"] == []
 
@@ -194,7 +195,8 @@ def test_write_manifest_writes_both_files_atomically(
     write_manifest(session=session, run_id=run_id)
 
     rewritten = _strict_json(path)
-    assert rewritten["jobs"][2]["status"] == "succeeded" and rewritten["status"] == "failed"
+    assert rewritten["jobs"][2]["status"] == "succeeded"
+    assert rewritten["status"] == "failed"
     assert path.stat().st_ino != first_inode  # renamed over, never rewritten in place
     assert sorted(p.name for p in path.parent.iterdir()) == [
         ".training_manifest.json.lock",  # writers serialize on it; it stays, empty
@@ -212,10 +214,12 @@ def test_skip_summary_is_written_when_nothing_was_skipped(session: Session, tmp_
     path = write_manifest(session=session, run_id=run.id)
 
     manifest = _strict_json(path)
-    assert manifest["dry_run"] is True and manifest["status"] == "dry_run"
+    assert manifest["dry_run"] is True
+    assert manifest["status"] == "dry_run"
     assert manifest["jobs"][0]["result"] == {"status": "dry_run"}
     summary = _strict_json(path.parent / "skip_summary.json")
-    assert summary["skipped_views"] == [] and summary["skipped_count"] == 0
+    assert summary["skipped_views"] == []
+    assert summary["skipped_count"] == 0
 
 
 def test_unknown_run_is_reported(session: Session) -> None:
@@ -274,7 +278,8 @@ def test_write_manifest_leaves_the_callers_transaction_alone(
 
     with Session(engine) as other:
         stored = other.get(Run, run_id)
-        assert stored is not None and stored.strict is False
+        assert stored is not None
+        assert stored.strict is False
 
 
 def _set_job(engine: Engine, job_id: int, status: JobStatus, updated_at: datetime) -> None:
@@ -343,7 +348,8 @@ def test_writers_wait_for_the_manifest_lock(session: Session, run_id: int, tmp_p
         )
         writer.start()
         writer.join(timeout=0.5)
-        assert writer.is_alive() and not (root / "training_manifest.json").exists()
+        assert writer.is_alive()
+        assert not (root / "training_manifest.json").exists()
     writer.join(timeout=10)
     assert not writer.is_alive()
     assert _strict_json(root / "training_manifest.json")["run_id"] == run_id

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 import app
-import app.models  # noqa: F401  (registers the tables)
+import app.models
 from app.core.db import make_engine
 from app.migrate import MIGRATIONS, alembic_config, upgrade_head
 

@@ -62,12 +62,17 @@ def test_claim_takes_oldest_queued_job_in_run_order(engine: Engine, tmp_path: Pa
     assert [(c.run_id, c.position) for c in claimed] == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert queue.claim_next_job(engine=engine, worker="w9", lease_s=LEASE_S) is None
     first = claimed[0]
-    assert first.run_id == first_run and first.training == {"epochs": 3}
-    assert first.design == {"neighbor_count": 7} and first.attempt == 1
+    assert first.run_id == first_run
+    assert first.training == {"epochs": 3}
+    assert first.design == {"neighbor_count": 7}
+    assert first.attempt == 1
     job = read_job(engine, first.job_id)
-    assert job.status == JobStatus.running and job.lease_owner == "w0"
-    assert job.lease_token == first.lease_token and job.attempts == 1
-    assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+    assert job.status == JobStatus.running
+    assert job.lease_owner == "w0"
+    assert job.lease_token == first.lease_token
+    assert job.attempts == 1
+    assert job.lease_expires_at is not None
+    assert job.lease_expires_at > utcnow()
     [attempt] = attempts_of(engine, first.job_id)
     assert (attempt.number, attempt.worker, attempt.outcome) == (1, "w0", AttemptOutcome.running)
 
@@ -88,9 +93,11 @@ def test_heartbeat_extends_lease_and_stores_progress(engine: Engine, tmp_path: P
 
     assert reply == queue.HeartbeatReply(lost=False, cancel_requested=False)
     stored = read_job(engine, job.job_id)
-    assert stored.lease_expires_at is not None and stored.lease_expires_at > before
+    assert stored.lease_expires_at is not None
+    assert stored.lease_expires_at > before
     progress = (stored.progress_epoch, stored.progress_epochs, stored.progress_step)
-    assert progress == (2, 5, 40) and stored.progress_loss == 0.25
+    assert progress == (2, 5, 40)
+    assert stored.progress_loss == 0.25
     lost = queue.heartbeat(engine=engine, job_id=job.job_id, lease_token="other", lease_s=1.0)
     assert lost.lost
 
@@ -105,10 +112,13 @@ def test_complete_records_result_once(engine: Engine, tmp_path: Path) -> None:
     assert not queue.complete_job(**lease, lease_token=job.lease_token, result={"final_loss": 1.0})
 
     stored = read_job(engine, job.job_id)
-    assert stored.status == JobStatus.succeeded and stored.result == {"final_loss": 0.5}
-    assert stored.lease_token is None and stored.finished_at is not None
+    assert stored.status == JobStatus.succeeded
+    assert stored.result == {"final_loss": 0.5}
+    assert stored.lease_token is None
+    assert stored.finished_at is not None
     [attempt] = attempts_of(engine, job.job_id)
-    assert attempt.outcome == AttemptOutcome.succeeded and attempt.ended_at is not None
+    assert attempt.outcome == AttemptOutcome.succeeded
+    assert attempt.ended_at is not None
 
 
 def test_failures_requeue_until_max_attempts_then_fail(engine: Engine, tmp_path: Path) -> None:
@@ -125,7 +135,8 @@ def test_failures_requeue_until_max_attempts_then_fail(engine: Engine, tmp_path:
 
     assert statuses == [JobStatus.queued, JobStatus.queued, JobStatus.failed]
     stored = read_job(engine, job.job_id)
-    assert stored.failures == 3 and stored.error == "boom 3"
+    assert stored.failures == 3
+    assert stored.error == "boom 3"
     assert [(a.outcome, a.error) for a in attempts_of(engine, job.job_id)] == [
         (AttemptOutcome.failed, "boom 1"),
         (AttemptOutcome.failed, "boom 2"),
@@ -143,7 +154,8 @@ def test_release_requeues_without_counting(engine: Engine, tmp_path: Path) -> No
     )
 
     stored = read_job(engine, job.job_id)
-    assert stored.status == JobStatus.queued and stored.failures == 0
+    assert stored.status == JobStatus.queued
+    assert stored.failures == 0
     [attempt] = attempts_of(engine, job.job_id)
     assert (attempt.outcome, attempt.error) == (AttemptOutcome.interrupted, "shutting down")
     assert claim(engine).attempt == 2
@@ -158,17 +170,22 @@ def test_reaper_requeues_expired_then_fails_after_max_attempts(
     assert queue.requeue_expired(engine=engine) == []  # the lease still runs
     assert expire_leases(engine) == [run_id]
     stored = read_job(engine, job.job_id)
-    assert stored.status == JobStatus.queued and stored.failures == 1
+    assert stored.status == JobStatus.queued
+    assert stored.failures == 1
     [attempt] = attempts_of(engine, job.job_id)
     assert attempt.outcome == AttemptOutcome.expired
-    assert attempt.error is not None and "worker host:1" in attempt.error
+    assert attempt.error is not None
+    assert "worker host:1" in attempt.error
 
     again = claim(engine, worker="host:2")
-    assert again.job_id == job.job_id and again.attempt == 2
+    assert again.job_id == job.job_id
+    assert again.attempt == 2
     expire_leases(engine)
     failed = read_job(engine, job.job_id)
-    assert failed.status == JobStatus.failed and failed.failures == 2
-    assert failed.error is not None and failed.error.startswith("lease expired")
+    assert failed.status == JobStatus.failed
+    assert failed.failures == 2
+    assert failed.error is not None
+    assert failed.error.startswith("lease expired")
     assert claim(engine).position == 1  # the run's other job is still served
 
 
@@ -188,7 +205,8 @@ def test_expired_attempt_cannot_write_after_reclaim(engine: Engine, tmp_path: Pa
     )
 
     stored = read_job(engine, new.job_id)
-    assert stored.result == {"from": "new"} and stored.failures == 1
+    assert stored.result == {"from": "new"}
+    assert stored.failures == 1
     outcomes = [a.outcome for a in attempts_of(engine, new.job_id)]
     assert outcomes == [AttemptOutcome.expired, AttemptOutcome.succeeded]
 
@@ -198,7 +216,8 @@ def test_cancel_queued_job_is_immediate_and_final(engine: Engine, tmp_path: Path
     with api_session(engine) as session:
         job = queue.cancel_job(session=session, job_id=1)
         session.commit()
-    assert job.status == JobStatus.cancelled and job.finished_at is not None
+    assert job.status == JobStatus.cancelled
+    assert job.finished_at is not None
 
     assert claim(engine).job_id == 2  # the cancelled job is never handed out
     expire_leases(engine)
@@ -218,12 +237,14 @@ def test_cancel_running_job_reaches_worker_through_heartbeat(
     with api_session(engine) as session:
         asked = queue.cancel_job(session=session, job_id=job.job_id)
         session.commit()
-    assert asked.status == JobStatus.running and asked.cancel_requested
+    assert asked.status == JobStatus.running
+    assert asked.cancel_requested
 
     assert queue.heartbeat(**lease, lease_s=LEASE_S).cancel_requested
     assert queue.confirm_cancelled(**lease)
     stored = read_job(engine, job.job_id)
-    assert stored.status == JobStatus.cancelled and stored.lease_token is None
+    assert stored.status == JobStatus.cancelled
+    assert stored.lease_token is None
     assert [a.outcome for a in attempts_of(engine, job.job_id)] == [AttemptOutcome.cancelled]
 
 
@@ -429,6 +450,8 @@ def test_postgres_heartbeat_fences_and_reports_cancel(pg_engine: Engine, tmp_pat
 
     stored = read_job(pg_engine, job.job_id)
     progress = (stored.progress_epoch, stored.progress_epochs, stored.progress_step)
-    assert progress == (1, 3, 7) and stored.progress_loss == 0.5
-    assert stored.lease_expires_at is not None and stored.lease_expires_at > utcnow()
+    assert progress == (1, 3, 7)
+    assert stored.progress_loss == 0.5
+    assert stored.lease_expires_at is not None
+    assert stored.lease_expires_at > utcnow()
     assert queue.confirm_cancelled(**lease)

@@ -19,7 +19,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401  (registers the tables)
 from app.core.db import make_engine
 from app.migrate import alembic_config
 

@@ -14,6 +14,7 @@ from app import auth
 from app.core.config import Settings
 from app.core.db import read_engine
 from app.errors import Unauthorized
+from app.models import LOCAL_CALLER
 
 MAX_ID = 2**63 - 1  # the largest id a database integer holds
 TOKEN_COOKIE = "ptychojobs_token"
@@ -41,7 +42,7 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-class TokenInUrl(Exception):  # noqa: N818 (a redirect, not an error)
+class TokenInUrl(Exception):
     """A page opened with `?token=`: answered by a redirect that moves it into a cookie."""
 
     def __init__(self, url: str, secret: str) -> None:
@@ -62,7 +63,7 @@ def require_token(
     """
     settings = get_app_settings(request)
     if not settings.auth_required:
-        return _remember(request, auth.LOCAL_CALLER)
+        return _remember(request, LOCAL_CALLER)
     secret = credentials.credentials if credentials is not None else None
     from_url = False
     if secret is None and request.method in _SAFE_METHODS:

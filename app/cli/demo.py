@@ -54,7 +54,9 @@ class DemoOptions:
     database_url: str | None = None
 
 
-def demo_body(phase_c: Path, phase_d: Path, artifact_root: Path, options: DemoOptions) -> dict:
+def demo_body(
+    phase_c: Path, phase_d: Path, artifact_root: Path, options: DemoOptions
+) -> dict[str, Any]:
     """The POST /runs body of the demo run: the whole design, small training, on the CPU."""
     return {
         "phase_c_root": str(phase_c),

@@ -15,7 +15,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class SplitData:
         return int(self.diffraction.shape[0])
 
     @property
-    def N(self) -> int:  # noqa: N802 - the field's name in the study
+    def N(self) -> int:  # noqa: N802 -- the physics' own name for the patch size
         return int(self.diffraction.shape[1])
 
     @property
@@ -178,14 +178,16 @@ def _read_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Decodes pickled object arrays of plain values; refuses anything that could run code."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-    }
+    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:

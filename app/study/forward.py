@@ -63,14 +63,15 @@ def bilinear_patches(
     down = across[:, 1:] - top
     down *= wy
     down += top
-    return down.view(obj.dtype)
+    patches: np.ndarray = down.view(obj.dtype)
+    return patches
 
 
 def extract_patches(
     obj: np.ndarray,
     xcoords: np.ndarray,
     ycoords: np.ndarray,
-    N: int,  # noqa: N803
+    N: int,  # noqa: N803 -- the physics' own name for the patch size
 ) -> np.ndarray:
     """Complex128 (n, N, N) object patches centred at (xcoords, ycoords), bilinear sub-pixel."""
     obj128 = np.ascontiguousarray(obj, dtype=np.complex128)

@@ -38,7 +38,8 @@ def make_object(size: int, rng: np.random.Generator) -> np.ndarray:
     phase = PHASE_RANGE_RAD * (phase_field - 0.5)
     amplitude = np.clip(ndimage.gaussian_filter(amplitude, BLUR_SIGMA_PX), MIN_AMPLITUDE, 1.0)
     phase = ndimage.gaussian_filter(phase, BLUR_SIGMA_PX)
-    return amplitude * np.exp(1j * phase)
+    field: np.ndarray = amplitude * np.exp(1j * phase)
+    return field
 
 
 def _normalise(image: np.ndarray) -> np.ndarray:

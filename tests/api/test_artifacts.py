@@ -51,9 +51,11 @@ def test_unknown_and_unwritten_artifacts_are_404(
     queued = client.get("/runs/1/jobs").json()["data"][0]["id"]
 
     missing = client.get(f"/jobs/{queued}/artifacts/reconstruction.png")
-    assert missing.status_code == 404 and "has no reconstruction.png" in missing.json()["detail"]
+    assert missing.status_code == 404
+    assert "has no reconstruction.png" in missing.json()["detail"]
     unknown = client.get(f"/jobs/{queued}/artifacts/model_bundle.pt")
-    assert unknown.status_code == 404 and "no artifact named" in unknown.json()["detail"]
+    assert unknown.status_code == 404
+    assert "no artifact named" in unknown.json()["detail"]
     assert client.get(f"/jobs/{queued}/artifacts/..%2Fresult.json").status_code == 404
     assert client.get("/jobs/999/artifacts/result.json").status_code == 404
     assert client.get(f"/jobs/{queued}/artifacts").json() == {"data": [], "count": 0}

@@ -39,7 +39,8 @@ def test_cancel_queued_and_running_jobs_then_retry(
     beat = queue.heartbeat(
         engine=api_engine, job_id=running_id, lease_token=claimed.lease_token, lease_s=60
     )
-    assert beat.cancel_requested and not beat.lost
+    assert beat.cancel_requested
+    assert not beat.lost
     assert queue.confirm_cancelled(
         engine=api_engine, job_id=running_id, lease_token=claimed.lease_token
     )

@@ -87,24 +87,29 @@ def test_the_stream_carries_progress_and_ends_with_the_run(
 
     snapshot = next_event(events, "snapshot")
     assert [job["status"] for job in snapshot["jobs"]] == ["queued", "queued"]
-    assert snapshot["skipped_count"] == 1 and snapshot["terminal"] is False
+    assert snapshot["skipped_count"] == 1
+    assert snapshot["terminal"] is False
 
     first = claim(writer)
     running = next_event(events, "job", id=first.job_id, status="running")
     assert running["epochs_total"] == 3
     report_epoch(writer, first, epoch=2, epochs=3, loss=0.5)
     progress = next_event(events, "job", id=first.job_id, epoch=2)
-    assert progress["epochs_total"] == 3 and progress["loss"] == 0.5
-    assert progress["eta_s"] is not None and progress["eta_s"] >= 0
+    assert progress["epochs_total"] == 3
+    assert progress["loss"] == 0.5
+    assert progress["eta_s"] is not None
+    assert progress["eta_s"] >= 0
     succeed(writer, first, epochs=3)
     done = next_event(events, "job", id=first.job_id, status="succeeded")
-    assert done["metrics"]["phase_ssim"] == 0.5 and done["epoch"] == 3
+    assert done["metrics"]["phase_ssim"] == 0.5
+    assert done["epoch"] == 3
     assert next_event(events, "run")["counts"] == {"queued": 1, "succeeded": 1}
 
     second = claim(writer)
     succeed(writer, second, epochs=3)
     end = next_event(events, "end")
-    assert end["status"] == "succeeded" and end["counts"] == {"succeeded": 2}
+    assert end["status"] == "succeeded"
+    assert end["counts"] == {"succeeded": 2}
     assert events.get(timeout=10) is None  # the server closed the stream
     listener.join(timeout=10)
 
@@ -156,8 +161,11 @@ def test_progress_reads_epoch_of_total_and_eta(
 
     running, queued = live["jobs"]
     assert (running["status"], running["epoch"], running["epochs_total"]) == ("running", 3, 4)
-    assert running["loss"] == 0.125 and running["worker"] == "worker-a"
+    assert running["loss"] == 0.125
+    assert running["worker"] == "worker-a"
     # Two of four epochs done in the elapsed time: as long again to go.
     assert running["eta_s"] == pytest.approx(running["elapsed_s"], abs=0.2)
-    assert queued["eta_s"] is None and live["eta_s"] is None  # no job has finished yet
-    assert live["status"] == "running" and live["skipped_views"][0]["view"] == "sparse"
+    assert queued["eta_s"] is None
+    assert live["eta_s"] is None
+    assert live["status"] == "running"
+    assert live["skipped_views"][0]["view"] == "sparse"

@@ -49,10 +49,13 @@ def test_health_names_the_workers_holding_jobs(
 
     health = client.get("/health").json()
 
-    assert health["status"] == "ok" and health["live_worker_count"] == 1
+    assert health["status"] == "ok"
+    assert health["live_worker_count"] == 1
     (worker,) = health["workers"]
-    assert worker["name"] == "gpu-host:0" and worker["jobs"] == [job.job_id]
-    assert 0 <= worker["seconds_since_heartbeat"] < 30 and worker["lease_expired"] is False
+    assert worker["name"] == "gpu-host:0"
+    assert worker["jobs"] == [job.job_id]
+    assert 0 <= worker["seconds_since_heartbeat"] < 30
+    assert worker["lease_expired"] is False
 
 
 def test_docs_pages_load_their_assets_from_the_service(client: TestClient) -> None:
@@ -62,11 +65,13 @@ def test_docs_pages_load_their_assets_from_the_service(client: TestClient) -> No
     ):
         html = client.get(page).text
         urls = re.findall(r'(?:src|href)="([^"]+)"', html)
-        assert urls and all(url.startswith("/") for url in urls), urls  # nothing from a CDN
+        assert urls, page
+        assert all(url.startswith("/") for url in urls), urls  # nothing from a CDN
         for asset in assets:
             assert asset in urls
             response = client.get(asset)
-            assert response.status_code == 200 and len(response.content) > 100_000, asset
+            assert response.status_code == 200, asset
+            assert len(response.content) > 100_000, asset
     assert client.get("/static/swagger-ui/..%2F..%2Fmain.py").status_code == 404
     assert client.get("/static/other/x.js").status_code == 404
 
@@ -87,5 +92,6 @@ def test_one_failed_job_retries_and_others_refuse(
     assert retried.status_code == 200, retried.text
     assert (retried.json()["status"], retried.json()["failures"]) == ("queued", 0)
     refused = client.post(f"/jobs/{first.job_id}/retry")
-    assert refused.status_code == 409 and "only failed or cancelled" in refused.json()["detail"]
+    assert refused.status_code == 409
+    assert "only failed or cancelled" in refused.json()["detail"]
     assert client.post("/jobs/999/retry").status_code == 404

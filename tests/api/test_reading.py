@@ -32,9 +32,11 @@ def test_runs_are_paginated_newest_first_and_filtered_by_status(
     assert queued["count"] == 2
     assert all(run["counts"] == {"queued": 8} for run in queued["data"])
     dry = client.get("/runs", params={"status": "dry_run", "limit": 1}).json()
-    assert dry["count"] == 3 and [run["id"] for run in dry["data"]] == [ids[4]]
+    assert dry["count"] == 3
+    assert [run["id"] for run in dry["data"]] == [ids[4]]
     bad = client.get("/runs", params={"status": "sleeping"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "status"]
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "status"]
 
 
 def test_run_jobs_skips_and_job_read_back(client: TestClient, study: StudyTree) -> None:
@@ -44,15 +46,18 @@ def test_run_jobs_skips_and_job_read_back(client: TestClient, study: StudyTree) 
     assert (run["status"], run["job_count"], run["skipped_count"]) == ("queued", 2, 1)
     assert run["filters"] == {"dose": None, "view": "sparse", "gridsize": None}
     jobs = client.get(f"/runs/{run_id}/jobs").json()
-    assert jobs["count"] == 2 and [j["dose"] for j in jobs["data"]] == [1e4, 1e5]
+    assert jobs["count"] == 2
+    assert [j["dose"] for j in jobs["data"]] == [1e4, 1e5]
     skips = client.get(f"/runs/{run_id}/skips").json()
     assert skips["count"] == 1
     assert skips["data"][0]["code"] == "data_missing"
     assert skips["data"][0]["train_exists"] is False
     job = client.get(f"/jobs/{jobs['data'][0]['id']}").json()
-    assert job["status"] == "queued" and job["attempts"] == 0
+    assert job["status"] == "queued"
+    assert job["attempts"] == 0
     assert job["progress"] == {"epoch": None, "epochs": None, "step": None, "loss": None}
-    assert job["attempt_history"] == [] and job["result"] is None
+    assert job["attempt_history"] == []
+    assert job["result"] is None
     assert job["artifact_dir"].endswith("dose_10000/sparse/gs2")
 
 
@@ -100,7 +105,8 @@ def test_log_is_followed_by_offset(client: TestClient, study: StudyTree) -> None
 def test_health_answers_with_the_database(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok" and response.json()["database"] == "ok"
+    assert response.json()["status"] == "ok"
+    assert response.json()["database"] == "ok"
 
 
 def test_swagger_example_body_is_accepted(client: TestClient, data_root: Path) -> None:
@@ -109,7 +115,8 @@ def test_swagger_example_body_is_accepted(client: TestClient, data_root: Path) -
     make_study_tree(data_root, prefix="demo")  # what `demo-data --out <data_root>/demo` makes
     response = client.post("/runs", json=example)
     assert response.status_code == 201, response.text
-    assert response.json()["job_count"] == 2 and response.json()["status"] == "dry_run"
+    assert response.json()["job_count"] == 2
+    assert response.json()["status"] == "dry_run"
 
 
 def test_reads_answer_while_a_writer_holds_the_lock(

@@ -31,7 +31,8 @@ def test_the_report_has_a_row_per_dose_and_view_with_baselines(
 ) -> None:
     report = client.get(f"/runs/{finished}/report").json()
 
-    assert report["status"] == "failed" and report["views"] == ["baseline", "dense", "sparse"]
+    assert report["status"] == "failed"
+    assert report["views"] == ["baseline", "dense", "sparse"]
     baseline, dense, sparse = report["rows"]
     assert (baseline["view"], baseline["status"], baseline["epochs_completed"]) == (
         "baseline",
@@ -42,11 +43,13 @@ def test_the_report_has_a_row_per_dose_and_view_with_baselines(
     assert baseline["baseline_source"] == "result"
     assert baseline["baselines"]["flat"] == BASELINES["flat"]["ours"]
     # No result: the flat baseline is computed from the job's test split.
-    assert dense["status"] == "failed" and dense["metrics"] == {}
+    assert dense["status"] == "failed"
+    assert dense["metrics"] == {}
     assert dense["baseline_source"] == "test_split"
     assert set(dense["baselines"]["flat"]) == set(report["metric_keys"])
     assert dense["baselines"]["flat"]["phase_correlation"] == 0.0
-    assert sparse["status"] == "skipped" and "not found" in sparse["skip_reason"]
+    assert sparse["status"] == "skipped"
+    assert "not found" in sparse["skip_reason"]
 
 
 def test_the_csv_puts_each_metrics_baselines_beside_it(client: TestClient, finished: int) -> None:
@@ -58,8 +61,10 @@ def test_the_csv_puts_each_metrics_baselines_beside_it(client: TestClient, finis
     at = header.index("phase_ssim")
     assert header[at : at + 3] == ["phase_ssim", "phase_ssim_flat", "phase_ssim_input_only"]
     assert [row["view"] for row in rows] == ["baseline", "dense", "sparse"]
-    assert float(rows[0]["phase_ssim"]) == 0.42 and float(rows[0]["phase_ssim_flat"]) == 0.1
-    assert rows[2]["status"] == "skipped" and rows[2]["phase_ssim"] == ""
+    assert float(rows[0]["phase_ssim"]) == 0.42
+    assert float(rows[0]["phase_ssim_flat"]) == 0.1
+    assert rows[2]["status"] == "skipped"
+    assert rows[2]["phase_ssim"] == ""
 
 
 def test_the_figure_is_a_png(client: TestClient, finished: int) -> None:
@@ -67,7 +72,8 @@ def test_the_figure_is_a_png(client: TestClient, finished: int) -> None:
 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
-    assert response.content.startswith(b"\x89PNG") and len(response.content) > 10_000
+    assert response.content.startswith(b"\x89PNG")
+    assert len(response.content) > 10_000
 
 
 def test_unknown_runs_have_no_report(client: TestClient) -> None:

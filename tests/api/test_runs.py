@@ -83,7 +83,8 @@ def test_whole_design_gives_eight_jobs_and_one_skip(client: TestClient, study: S
     assert response.status_code == 201, response.text
     run = response.json()
     assert run["status"] == "queued"
-    assert run["job_count"] == 8 and len(run["jobs"]) == 8
+    assert run["job_count"] == 8
+    assert len(run["jobs"]) == 8
     assert all(job["status"] == "queued" for job in run["jobs"])
     assert [(s["dose"], s["view"]) for s in run["skipped_views"]] == [(1000.0, "sparse")]
     assert run["skipped_count"] == 1

@@ -86,7 +86,8 @@ def test_doses_sharing_a_folder_are_refused(
 ) -> None:
     detail = _refused(client, study.body(design={"doses": doses}, dry_run=True))
     assert detail[0]["loc"] == ["body", "design", "doses"]
-    assert named in detail[0]["msg"] and "dose_" in detail[0]["msg"]
+    assert named in detail[0]["msg"]
+    assert "dose_" in detail[0]["msg"]
 
 
 def _created(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:

@@ -132,9 +132,12 @@ def test_cancel_and_retry_a_run_and_a_job(server: str, engine: Engine, study: St
     assert (code, out.strip()) == (0, f"run {run_id}: queued, 2 queued")
 
     code, out = ptychojobs(server, "retry", "--job", "1")  # a queued job does not retry
-    assert code == 1 and "HTTP 409" in out and "only failed or cancelled" in out
+    assert code == 1
+    assert "HTTP 409" in out
+    assert "only failed or cancelled" in out
     code, out = ptychojobs(server, "cancel", str(run_id), "--job", "1")
-    assert code == 2 and "give a run id, or --job" in out
+    assert code == 2
+    assert "give a run id, or --job" in out
 
 
 def test_report_prints_a_table_csv_and_saves_the_figure(
@@ -147,7 +150,9 @@ def test_report_prints_a_table_csv_and_saves_the_figure(
 
     code, out = ptychojobs(server, "report", str(run_id), "--figure", str(tmp_path / "f.png"))
     assert code == 0, out
-    assert "model / flat" in out and "0.42 / 0.1" in out and "skipped" in out
+    assert "model / flat" in out
+    assert "0.42 / 0.1" in out
+    assert "skipped" in out
     assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
 
     code, out = ptychojobs(server, "report", str(run_id), "--csv")

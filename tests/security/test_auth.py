@@ -93,7 +93,8 @@ def test_tokens_are_stored_as_their_hash_only(engine: Engine, token: str) -> Non
     (row,) = rows
     assert token not in str(dict(row))
     assert row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
-    assert token.startswith("ptj_") and len(token) >= 40
+    assert token.startswith("ptj_")
+    assert len(token) >= 40
 
 
 def test_a_token_is_compared_with_every_live_hash(
@@ -112,7 +113,8 @@ def test_a_token_is_compared_with_every_live_hash(
 
         monkeypatch.setattr(auth.hmac, "compare_digest", compare)
         found = auth.find_token(session=session, presented=token)
-    assert found is not None and found.name == "alice"
+    assert found is not None
+    assert found.name == "alice"
     assert len(compared) == 3
 
 
@@ -146,7 +148,8 @@ def test_a_dashboard_link_with_a_token_moves_it_into_a_cookie(
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/"
     cookie = response.headers["set-cookie"]
-    assert f"ptychojobs_token={token}" in cookie and "HttpOnly" in cookie
+    assert f"ptychojobs_token={token}" in cookie
+    assert "HttpOnly" in cookie
     assert "samesite=lax" in cookie.lower()
     assert app_client.get("/ui/").status_code == 200  # the cookie now opens the pages
 
@@ -175,7 +178,8 @@ def test_loopback_without_tokens_records_local(
     settings = secure_settings(tmp_path, data_root, auth="auto")
     with TestClient(create_app(settings)) as client:
         response = client.post("/runs", json=study.body(dry_run=True))
-    assert response.status_code == 201 and response.json()["submitted_by"] == "local"
+    assert response.status_code == 201
+    assert response.json()["submitted_by"] == "local"
 
 
 def test_an_untrusted_host_header_is_refused(
@@ -226,12 +230,16 @@ def test_token_commands_create_list_and_revoke(cli_env: Path) -> None:
     secret = made.output.strip().splitlines()[-1]
     assert secret.startswith("ptj_")
     again = runner.invoke(cli, ["token", "create", "ci"])
-    assert again.exit_code == 1 and "already called 'ci'" in again.output
+    assert again.exit_code == 1
+    assert "already called 'ci'" in again.output
     listed = runner.invoke(cli, ["token", "list"])
-    assert listed.exit_code == 0 and "ci" in listed.output and secret not in listed.output
+    assert listed.exit_code == 0
+    assert "ci" in listed.output
+    assert secret not in listed.output
     assert runner.invoke(cli, ["token", "revoke", "ci"]).exit_code == 0
     gone = runner.invoke(cli, ["token", "revoke", "ci"])
-    assert gone.exit_code == 1 and "no live token" in gone.output
+    assert gone.exit_code == 1
+    assert "no live token" in gone.output
 
 
 def test_serve_refuses_to_start_off_loopback_without_a_token(cli_env: Path) -> None:

@@ -51,7 +51,8 @@ def test_a_deflated_member_over_the_limit_is_refused_before_reading(tmp_path: Pa
         pytest.raises(ContractError) as refused,
     ):
         load_split(path)
-    assert refused.value.key == "diffraction" and refused.value.path == path
+    assert refused.value.key == "diffraction"
+    assert refused.value.path == path
     assert "at most 8388608 bytes" in str(refused.value)
     grew_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
     assert grew_kib < 32 << 10  # never inflated (64 MiB would show)
@@ -61,7 +62,7 @@ def test_a_header_declaring_more_than_its_member_holds_is_refused(tmp_path: Path
     path = tmp_path / "lying.npz"
     write_split(path)
     _replace_member(path, "diffraction", _lying_header((100_000, 1024, 1024)))  # 400 GB
-    with pytest.raises(ContractError, match="'diffraction'.*bytes declared"):
+    with pytest.raises(ContractError, match=r"'diffraction'.*bytes declared"):
         load_split(path)
 
 
@@ -74,7 +75,8 @@ def test_non_finite_diffraction_is_refused_with_file_and_key(tmp_path: Path, bad
     _replace_member(path, "diffraction", _npy(diffraction))
     with pytest.raises(ContractError) as refused:
         load_split(path)
-    assert refused.value.key == "diffraction" and refused.value.path == path
+    assert refused.value.key == "diffraction"
+    assert refused.value.path == path
     assert "1 NaN or infinite values of 256" in str(refused.value)
 
 

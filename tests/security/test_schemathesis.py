@@ -51,7 +51,7 @@ def _prepared_app(root: Path) -> tuple[FastAPI, str]:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
-    yield _prepared_app(tmp_path_factory.mktemp("fuzz"))
+    return _prepared_app(tmp_path_factory.mktemp("fuzz"))
 
 
 @pytest.mark.slow

@@ -38,7 +38,8 @@ def test_validate_prints_one_line_per_file_and_fails_on_any_broken(
     result = runner.invoke(cli, ["validate", str(good), str(broken)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("OK")
+    assert len(lines) == 2
+    assert lines[0].startswith("OK")
     assert lines[1] == f"FAIL {broken}: key 'probeGuess': expected a required array, got missing"
 
 
@@ -49,7 +50,8 @@ def test_simulate_writes_phase_c(cli: typer.Typer, tmp_path: Path) -> None:
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "run_manifest.json").read_text())
-    assert manifest["config"]["scan"] == "jittered" and manifest["config"]["seed"] == 5
+    assert manifest["config"]["scan"] == "jittered"
+    assert manifest["config"]["seed"] == 5
     for dose in ("dose_1000", "dose_10000"):
         assert (tmp_path / dose / "patched_test.npz").is_file()
     assert "dose 10000:" in result.output

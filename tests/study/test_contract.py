@@ -34,10 +34,13 @@ def _write(tmp_path: Path, arrays: dict[str, Any], name: str = "split.npz") -> P
 def test_minimal_file_loads_with_defaults(tmp_path: Path) -> None:
     data = load_split(_write(tmp_path, _arrays()))
     assert (data.n, data.N) == (n, N)
-    assert data.diffraction.dtype == np.float32 and data.probe.dtype == np.complex64
+    assert data.diffraction.dtype == np.float32
+    assert data.probe.dtype == np.complex64
     np.testing.assert_array_equal(data.xcoords_start, data.xcoords)
     np.testing.assert_array_equal(data.scan_index, np.zeros(n, dtype=np.int64))
-    assert data.Y is None and data.metadata == {} and data.intensity_scale is None
+    assert data.Y is None
+    assert data.metadata == {}
+    assert data.intensity_scale is None
 
 
 def test_ptychopinn_style_file_with_extras_and_broken_y_loads(tmp_path: Path) -> None:
@@ -51,7 +54,8 @@ def test_ptychopinn_style_file_with_extras_and_broken_y_loads(tmp_path: Path) ->
     arrays["_metadata"] = np.array(meta, dtype=object)  # 0-d object array (pickled)
     data = load_split(_write(tmp_path, arrays))
     assert data.Y is None
-    assert data.intensity_scale == 3.5 and data.metadata["dose"] == 1000.0
+    assert data.intensity_scale == 3.5
+    assert data.metadata["dose"] == 1000.0
     assert data.diffraction.dtype == np.float32
 
 
@@ -60,7 +64,9 @@ def test_valid_y_and_string_metadata_are_read(tmp_path: Path) -> None:
     arrays["Y"] = np.full((n, N, N), 2 + 1j, dtype=np.complex128)
     arrays["_metadata"] = np.array(json.dumps({"intensity_scale": 2.0}))
     data = load_split(_write(tmp_path, arrays))
-    assert data.Y is not None and data.Y.dtype == np.complex64 and data.Y.shape == (n, N, N)
+    assert data.Y is not None
+    assert data.Y.dtype == np.complex64
+    assert data.Y.shape == (n, N, N)
     assert data.intensity_scale == 2.0
 
 
@@ -110,7 +116,9 @@ def test_broken_variant_is_refused_naming_the_key(tmp_path: Path, variant: str) 
     with pytest.raises(ContractError) as info:
         load_split(path)
     error = info.value
-    assert error.key == key and error.path == path and error.expected
+    assert error.key == key
+    assert error.path == path
+    assert error.expected
     assert str(error).startswith(f"{path}: key '{key}': expected ")
 
 
@@ -125,7 +133,7 @@ def test_error_message_reads_like_the_contract(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.npz"):
         load_split(tmp_path / "nothing.npz")
 
 

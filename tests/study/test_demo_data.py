@@ -18,7 +18,8 @@ def test_small_demo_copy_keeps_dense_and_rejects_sparse(tmp_path: Path) -> None:
     for dose in (1000, 100000):
         for split in ("train", "test"):
             dense = load_split(phase_d / f"dose_{dose}/dense/dense_{split}.npz")
-            assert dense.N == 64 and dense.n >= MIN_DENSE_POSITIONS
+            assert dense.N == 64
+            assert dense.n >= MIN_DENSE_POSITIONS
         assert not list(phase_d.glob(f"dose_{dose}/sparse/*.npz"))
         sparse = [r for r in records if r["dose"] == dose and r["view"] == "sparse"]
         assert [r["status"] for r in sparse] == ["rejected", "rejected"]

@@ -27,7 +27,8 @@ def counts() -> np.ndarray:
 def test_amplitudes_are_recognised_and_give_the_scale(counts: np.ndarray) -> None:
     stored = (np.sqrt(counts) / SCALE).astype(np.float32)
     reading = read_diffraction(stored, n, {})
-    assert reading.kind == "amplitude" and reading.notes == ()
+    assert reading.kind == "amplitude"
+    assert reading.notes == ()
     assert reading.intensity_scale == pytest.approx(SCALE, rel=1e-6)
     np.testing.assert_array_equal(reading.amplitudes, stored)
 
@@ -54,7 +55,8 @@ def test_noiseless_values_follow_metadata_then_the_contract(counts: np.ndarray) 
     assert photon_quantum(smooth) == (None, None)
     assert read_diffraction(smooth, n, {}).kind == "amplitude"
     told = read_diffraction(smooth, n, {"diffraction_kind": "intensity"})
-    assert told.kind == "intensity" and "_metadata" in told.notes[-1]
+    assert told.kind == "intensity"
+    assert "_metadata" in told.notes[-1]
     # a recorded scale and dose decide by Parseval: Σ intensity·s² ≈ dose
     dose = float(np.mean(np.sum(smooth, axis=(1, 2))))
     by_counts = read_diffraction(smooth, n, {"intensity_scale": 1.0, "dose": dose})
@@ -87,18 +89,22 @@ def test_a_ptychopinn_file_loads_as_amplitudes_with_every_conversion_noted(
     tmp_path: Path, counts: np.ndarray
 ) -> None:
     split = load_split(_ptychopinn_file(tmp_path / "pinn.npz", counts))
-    assert split.diffraction.shape == (n, N, N) and split.diffraction.dtype == np.float32
+    assert split.diffraction.shape == (n, N, N)
+    assert split.diffraction.dtype == np.float32
     np.testing.assert_allclose(split.diffraction, np.sqrt(counts), rtol=1e-6)
     assert split.intensity_scale == pytest.approx(1.0)
     joined = " | ".join(split.notes)
-    assert "'diff3d'" in joined and "patterns-last" in joined and "intensities" in joined
+    assert "'diff3d'" in joined
+    assert "patterns-last" in joined
+    assert "intensities" in joined
 
 
 def test_detector_mask_is_read_and_an_empty_one_refused(tmp_path: Path, counts: np.ndarray) -> None:
     mask = np.ones((N, N), dtype=np.uint8)
     mask[0, :] = 0
     split = load_split(_ptychopinn_file(tmp_path / "m.npz", counts, detector_mask=mask))
-    assert split.detector_mask is not None and split.detector_mask.dtype == bool
+    assert split.detector_mask is not None
+    assert split.detector_mask.dtype == bool
     assert int(split.detector_mask.sum()) == N * N - N
     empty = _ptychopinn_file(tmp_path / "e.npz", counts, detector_mask=np.zeros((N, N)))
     with pytest.raises(ContractError, match="detector_mask"):

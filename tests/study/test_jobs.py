@@ -90,7 +90,8 @@ def test_dose_1000_gives_baseline_and_dense_and_one_sparse_skip(study: dict[str,
     skip = result.skips[0]
     assert (skip.dose, skip.view, skip.code) == (1000.0, "sparse", SkipCode.data_missing)
     assert "not found" in skip.reason
-    assert "layouts checked" in skip.reason and "{sparse_train.npz, sparse_test.npz}" in skip.reason
+    assert "layouts checked" in skip.reason
+    assert "{sparse_train.npz, sparse_test.npz}" in skip.reason
     assert "sparse/{train.npz, test.npz} (fallback)" in skip.reason
     assert (skip.train_exists, skip.test_exists) == (False, False)
     baseline = result.jobs[0]
@@ -137,7 +138,8 @@ def test_fallback_layout_is_read(tmp_path: Path) -> None:
 
     result = _enumerate(roots)
 
-    assert len(result.jobs) == 9 and result.skips == []
+    assert len(result.jobs) == 9
+    assert result.skips == []
     dense = result.jobs[1]
     assert dense.train_data_path == roots["phase_d"] / "dose_1000" / "dense" / "train.npz"
     assert dense.test_data_path == roots["phase_d"] / "dose_1000" / "dense" / "test.npz"
@@ -202,7 +204,8 @@ def test_filters_narrow_the_design_before_any_file_is_checked(tmp_path: Path) ->
 
     assert [(job.dose, job.view) for job in only_1e4.jobs] == [(1e4, "baseline")]
     assert [(job.dose, job.view) for job in dense_1e5.jobs] == [(1e5, "dense")]
-    assert only_1e4.skips == [] and dense_1e5.skips == []
+    assert only_1e4.skips == []
+    assert dense_1e5.skips == []
 
 
 def test_gridsize_filter_selects_views(study: dict[str, Path]) -> None:
@@ -244,7 +247,8 @@ def test_damaged_overlap_manifest_still_skips(study: dict[str, Path], content: s
     (skip,) = _enumerate(study).skips
 
     assert skip.code == SkipCode.data_missing
-    assert "not found" in skip.reason and "rejection" not in skip.reason
+    assert "not found" in skip.reason
+    assert "rejection" not in skip.reason
 
 
 def test_relative_roots_give_absolute_paths(

@@ -15,7 +15,8 @@ from app.study.probe import load_probe, make_probe
 def test_object_amplitude_and_phase_ranges() -> None:
     obj = make_object(200, np.random.default_rng(0))
     amplitude, phase = np.abs(obj), np.angle(obj)
-    assert amplitude.min() > 0 and amplitude.max() <= 1.0
+    assert amplitude.min() > 0
+    assert amplitude.max() <= 1.0
     assert 1.0 <= np.ptp(phase) <= 2.0
     # Correlated, not copies: thicker (darker) regions carry more phase.
     correlation = np.corrcoef(amplitude.ravel(), phase.ravel())[0, 1]
@@ -27,7 +28,8 @@ def test_object_has_sharp_edges_and_texture_at_several_scales() -> None:
     steps = np.abs(np.diff(amplitude, axis=1))
     assert np.quantile(steps, 0.999) > 0.1  # sharp walls survive the light blur
     coarse = amplitude.reshape(20, 10, 20, 10).mean(axis=(1, 3))
-    assert coarse.std() > 0.02 and amplitude.std() > coarse.std()
+    assert coarse.std() > 0.02
+    assert amplitude.std() > coarse.std()
 
 
 def test_object_is_deterministic_under_its_generator() -> None:
@@ -59,9 +61,10 @@ def test_probe_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "p.npz", probeGuess=np.ones((32, 32), dtype=np.complex64))
     with pytest.raises(ContractError) as info:
         load_probe(tmp_path / "p.npz", 64)
-    assert info.value.key == "probeGuess" and "N = 64" in str(info.value)
+    assert info.value.key == "probeGuess"
+    assert "N = 64" in str(info.value)
     np.savez(tmp_path / "q.npz", other=np.ones(3))
     with pytest.raises(ContractError, match="probeGuess"):
         load_probe(tmp_path / "q.npz", 64)
-    with pytest.raises(FileNotFoundError, match="missing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.npz"):
         load_probe(tmp_path / "missing.npz", 64)

@@ -76,7 +76,8 @@ def test_accepted_view_holds_the_kept_positions_and_metrics(
     assert view.n == record["n_accepted"] > 0
     kept = np.isin(source.xcoords, view.xcoords)
     np.testing.assert_array_equal(view.diffraction, source.diffraction[kept])
-    assert view.Y is not None and source.Y is not None
+    assert view.Y is not None
+    assert source.Y is not None
     np.testing.assert_array_equal(view.Y, source.Y[kept])
     np.testing.assert_array_equal(view.probe, source.probe)
     assert view.intensity_scale == source.intensity_scale
@@ -97,9 +98,12 @@ def test_view_is_written_only_when_both_splits_pass(tmp_path: Path) -> None:
     stale.write_bytes(b"old")
     report = build_overlap_views(phase_c, phase_d, views=["dense"])
     train, test = report.records
-    assert train["status"] == "accepted" and train["strategy"] == "direct"
-    assert train["path"] is None and "test split was rejected" in train["reason"]
-    assert test["status"] == "rejected" and test["path"] is None
+    assert train["status"] == "accepted"
+    assert train["strategy"] == "direct"
+    assert train["path"] is None
+    assert "test split was rejected" in train["reason"]
+    assert test["status"] == "rejected"
+    assert test["path"] is None
     assert not stale.exists()
     assert report.accepted_views() == []
 

@@ -32,9 +32,11 @@ def test_fly64_random_scan_rejects_dense_and_sparse_with_recorded_rates() -> Non
         for view in ("dense", "sparse"):
             threshold = design.spacing_threshold(view, fly64.patch_size)
             result = select_positions(x[split], y[split], threshold, 0.10)
-            assert not result.accepted and result.strategy is None
+            assert not result.accepted
+            assert result.strategy is None
             assert result.direct_rate < 0.01
-            assert result.greedy_rate is not None and 0 < result.greedy_rate < 0.10
+            assert result.greedy_rate is not None
+            assert 0 < result.greedy_rate < 0.10
             assert result.acceptance_rate == result.greedy_rate
             assert result.n_positions == int(split.sum())
             assert f"{result.greedy_rate:.2%}" in (result.reason or "")
@@ -47,9 +49,12 @@ def test_raster_with_step_at_least_s_is_accepted_directly_at_100_percent() -> No
     for step in (38.4, 40.0):
         x, y = _grid(12, step)
         result = select_positions(x, y, 38.4, 0.10)
-        assert result.accepted and result.strategy == "direct"
-        assert result.direct_rate == 1.0 and result.acceptance_rate == 1.0
-        assert result.greedy_rate is None and result.n_accepted == 144
+        assert result.accepted
+        assert result.strategy == "direct"
+        assert result.direct_rate == 1.0
+        assert result.acceptance_rate == 1.0
+        assert result.greedy_rate is None
+        assert result.n_accepted == 144
 
 
 def test_direct_fails_and_greedy_succeeds_on_a_tight_line() -> None:
@@ -58,7 +63,8 @@ def test_direct_fails_and_greedy_succeeds_on_a_tight_line() -> None:
     y = np.zeros(40)
     result = select_positions(x, y, 10.0, 0.10)
     assert result.direct_rate == 0.0
-    assert result.accepted and result.strategy == "greedy"
+    assert result.accepted
+    assert result.strategy == "greedy"
     assert result.greedy_rate == pytest.approx(0.5)
     np.testing.assert_array_equal(np.flatnonzero(result.mask), np.arange(0, 40, 2))
 

@@ -53,7 +53,8 @@ def test_counts_are_whole_numbers(small_phase_c: PhaseCResult, dose: float) -> N
 def test_one_intensity_scale_per_dose(small_phase_c: PhaseCResult) -> None:
     low, high = (_splits(small_phase_c, d) for d in SMALL.doses)
     low_scale, high_scale = low["train"].intensity_scale, high["train"].intensity_scale
-    assert low_scale is not None and high_scale is not None
+    assert low_scale is not None
+    assert high_scale is not None
     assert low["test"].intensity_scale == low_scale
     ratio = high_scale / low_scale
     assert ratio == pytest.approx(np.sqrt(SMALL.doses[1] / SMALL.doses[0]))
@@ -91,8 +92,11 @@ def test_files_carry_metadata_patches_and_manifest(small_phase_c: PhaseCResult) 
         "object_shape",
     ):
         assert key in meta, key
-    assert meta["dose"] == 1e3 and meta["N"] == 64 and meta["object_shape"] == [240, 240]
-    assert data.Y is not None and data.Y.shape == (data.n, 64, 64)
+    assert meta["dose"] == 1e3
+    assert meta["N"] == 64
+    assert meta["object_shape"] == [240, 240]
+    assert data.Y is not None
+    assert data.Y.shape == (data.n, 64, 64)
     # Y holds the very patches the diffraction was made from.
     again = extract_patches(data.obj, data.xcoords[:5], data.ycoords[:5], 64)
     np.testing.assert_allclose(data.Y[:5], again, atol=1e-6)
@@ -144,7 +148,8 @@ def test_raster_scans_stay_inside_and_simulate(tmp_path: Path, kind: str) -> Non
     test = load_split(result.root / "dose_1000/patched_test.npz")
     xs = np.concatenate([train.xcoords, test.xcoords])
     assert train.n + test.n == 40
-    assert xs.min() >= 16 and xs.max() <= 96 - 16
+    assert xs.min() >= 16
+    assert xs.max() <= 96 - 16
     if kind == "raster":
         assert len(np.unique(np.round(xs, 9))) == 7  # ceil(sqrt(40)) columns
 
@@ -152,7 +157,8 @@ def test_raster_scans_stay_inside_and_simulate(tmp_path: Path, kind: str) -> Non
 def test_presets_are_the_study_sizes() -> None:
     fly64 = PRESETS["fly64"]
     assert (fly64.patch_size, fly64.object_size, fly64.n_positions) == (128, 464, 10_304)
-    assert fly64.scan == "random" and fly64.seed == 42
+    assert fly64.scan == "random"
+    assert fly64.seed == 42
     assert PRESETS["demo"].patch_size == 64
 
 
@@ -162,7 +168,7 @@ def test_presets_are_the_study_sizes() -> None:
      {"doses": (1000.2, 1000.7)}, {"n_positions": 1}],
 )  # fmt: skip
 def test_bad_config_is_refused(change: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must|doses|share"):
         dataclasses.replace(TINY, **change)
 
 

@@ -37,9 +37,11 @@ def test_object_and_probe_come_from_the_file(tmp_path: Path) -> None:
     assert split.Y is not None
     expected = extract_patches(split.obj, split.xcoords, split.ycoords, N)
     np.testing.assert_allclose(split.Y, expected, atol=1e-6)
-    assert split.metadata["object"] == str(source) and split.metadata["probe"] == str(source)
+    assert split.metadata["object"] == str(source)
+    assert split.metadata["probe"] == str(source)
     manifest = json.loads(result.manifest_path.read_text())
-    assert manifest["object"] == str(source) and manifest["config"]["object_path"] == str(source)
+    assert manifest["object"] == str(source)
+    assert manifest["config"]["object_path"] == str(source)
 
 
 def test_object_of_another_size_is_refused_naming_the_file(tmp_path: Path) -> None:
@@ -48,4 +50,5 @@ def test_object_of_another_size_is_refused_naming_the_file(tmp_path: Path) -> No
                               object_path=source)  # fmt: skip
     with pytest.raises(ContractError, match=f"{SIZE}, {SIZE}") as info:
         simulate_phase_c(config, tmp_path / "phase_c", workers=1)
-    assert info.value.path == source and info.value.key == "objectGuess"
+    assert info.value.path == source
+    assert info.value.key == "objectGuess"

@@ -110,7 +110,8 @@ def assert_study_succeeded(
     jobs = {job["id"]: job for job in client.jobs(run["id"])}
     assert finished["status"] == "succeeded", jobs
     for job in jobs.values():
-        assert job["status"] == "succeeded" and job["executor"] == executor, job
+        assert job["status"] == "succeeded", job
+        assert job["executor"] == executor, job
         assert all(a["executor"] == executor for a in job["attempt_history"]), job
         result = job["result"]
         assert result["epochs_completed"] == EPOCHS

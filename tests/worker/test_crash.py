@@ -68,9 +68,11 @@ def assert_each_job_succeeded_once(engine: Engine, run_id: int) -> dict[int, lis
     for job in jobs_of(engine, run_id):
         attempts = history[job.id or 0]
         succeeded = [a for a in attempts if a.outcome == AttemptOutcome.succeeded]
-        assert job.status == JobStatus.succeeded and len(succeeded) == 1
+        assert job.status == JobStatus.succeeded
+        assert len(succeeded) == 1
         assert succeeded[0] is attempts[-1]
-        assert job.result is not None and job.result["lease_token"] == succeeded[0].lease_token
+        assert job.result is not None
+        assert job.result["lease_token"] == succeeded[0].lease_token
         # One child started per attempt: re-executions are exactly the extra attempts.
         starts = [e for e in read_executions(job.artifact_dir) if e[0] == "start"]
         assert sorted(e[3] for e in starts) == sorted(a.lease_token for a in attempts)
@@ -154,7 +156,8 @@ def test_poison_job_fails_after_max_attempts_others_succeed(
         JobStatus.succeeded
     ] * 2
     poison = jobs[1]
-    assert poison.failures == 3 and poison.error is not None
+    assert poison.failures == 3
+    assert poison.error is not None
     assert poison.error.startswith("training process killed by SIGKILL")
     outcomes = [a.outcome for a in attempts_by_job(engine)[poison.id or 0]]
     assert outcomes == [AttemptOutcome.failed] * 3
@@ -183,7 +186,8 @@ def test_four_workers_claim_2000_jobs_exactly_once(
     assert all(j.result["lease_token"] == history[j.id][0].lease_token for j in jobs)
     assert len({a[0].worker for a in history.values()}) > 1
     logs = workers.logs()
-    assert "database is locked" not in logs and "Traceback" not in logs
+    assert "database is locked" not in logs
+    assert "Traceback" not in logs
     assert integrity(str(engine.url.database)) == "ok"
 
 
@@ -200,7 +204,8 @@ def test_one_worker_per_gpu_each_pinned_to_its_device(
     history = attempts_by_job(engine)
     devices = {}
     for job in jobs_of(engine, run_id):
-        assert job.status == JobStatus.succeeded and job.result is not None
+        assert job.status == JobStatus.succeeded
+        assert job.result is not None
         [attempt] = history[job.id or 0]
         devices[attempt.worker] = job.result["cuda_visible_devices"]
     # Worker names end in their GPU, and each saw only that GPU.
@@ -219,7 +224,8 @@ def test_sigterm_releases_a_long_job_and_exits(
 
     assert worker.wait(timeout=30) == 0
     [stored] = jobs_of(engine, run_id)
-    assert stored.status == JobStatus.queued and stored.failures == 0
+    assert stored.status == JobStatus.queued
+    assert stored.failures == 0
     [attempt] = attempts_by_job(engine)[job.id or 0]
     assert attempt.outcome == AttemptOutcome.interrupted
     assert [e[0] for e in read_executions(job.artifact_dir)] == ["start"]

@@ -59,9 +59,11 @@ def test_exception_in_child_is_reported_with_type_and_traceback(tmp_path: Path) 
 
     outcome = finish(executor.start(claimed(tmp_path, crash="raise")))
 
-    assert outcome.status == "failed" and outcome.error is not None
+    assert outcome.status == "failed"
+    assert outcome.error is not None
     assert outcome.error.startswith(f"ValueError: probe missing in {tmp_path}/dense_train.npz")
-    assert "Traceback" in outcome.error and "crash_job" in outcome.error
+    assert "Traceback" in outcome.error
+    assert "crash_job" in outcome.error
 
 
 @pytest.mark.parametrize(
@@ -94,8 +96,10 @@ def test_progress_and_result_come_through_the_pipe(tmp_path: Path) -> None:
 
     outcome = wait_for(progress_or_outcome, timeout_s=30, what="the child")
 
-    assert outcome.status == "succeeded" and outcome.result["lease_token"] == "token"
-    assert seen and all(p.loss == 1.0 / p.step and (p.epoch, p.epochs) == (1, 1) for p in seen)
+    assert outcome.status == "succeeded"
+    assert outcome.result["lease_token"] == "token"
+    assert seen
+    assert all(p.loss == 1.0 / p.step and (p.epoch, p.epochs) == (1, 1) for p in seen)
     assert [p.step for p in seen] == sorted({p.step for p in seen})
 
 
@@ -119,9 +123,8 @@ def test_kill_takes_the_childs_own_processes_too(tmp_path: Path) -> None:
     execution.kill()
 
     outcome = finish(execution)
-    assert outcome.error is not None and outcome.error.startswith(
-        "training process killed by SIGKILL"
-    )
+    assert outcome.error is not None
+    assert outcome.error.startswith("training process killed by SIGKILL")
     wait_for(lambda: not _alive(helper), timeout_s=10, what=f"pid {helper} to end")
 
 
@@ -171,16 +174,20 @@ def test_real_training_job_in_a_worker_process(
     assert worker.wait(timeout=300) == 0, workers.logs()
     [job] = jobs_of(engine, run_id)
     assert job.status == "succeeded", job.error
-    assert job.result is not None and job.result["status"] == "succeeded"
+    assert job.result is not None
+    assert job.result["status"] == "succeeded"
     bundle = Path(job.artifact_dir) / job.result["bundle_path"]
     assert hashlib.sha256(bundle.read_bytes()).hexdigest() == job.result["bundle_sha256"]
-    assert job.progress_step is not None and job.progress_step >= 1
+    assert job.progress_step is not None
+    assert job.progress_step >= 1
     log = Path(job.log_path).read_text()
-    assert "attempt 1 started on worker" in log and "done status=succeeded" in log
+    assert "attempt 1 started on worker" in log
+    assert "done status=succeeded" in log
     manifest = json.loads((tmp_path / "artifacts" / "training_manifest.json").read_text())
     assert job.result["bundle_sha256"] in json.dumps(manifest)
     [refused] = jobs_of(engine, outside)
-    assert refused.status == "failed" and refused.error is not None
+    assert refused.status == "failed"
+    assert refused.error is not None
     assert "lies outside the root" in refused.error
 
 

@@ -62,9 +62,12 @@ def test_runs_jobs_records_results_failures_and_manifest(
     assert [j.status for j in jobs] == [JobStatus.succeeded, JobStatus.failed, JobStatus.succeeded]
     good, bad = jobs[0], jobs[1]
     [attempt] = attempts_of(engine, good.id or 0)
-    assert good.result is not None and good.result["lease_token"] == attempt.lease_token
-    assert good.progress_step is not None and good.progress_loss == 1.0 / good.progress_step
-    assert bad.failures == 2 and bad.error is not None
+    assert good.result is not None
+    assert good.result["lease_token"] == attempt.lease_token
+    assert good.progress_step is not None
+    assert good.progress_loss == 1.0 / good.progress_step
+    assert bad.failures == 2
+    assert bad.error is not None
     assert bad.error.startswith("RuntimeError: bad input at position 1")
     assert [a.outcome for a in attempts_of(engine, bad.id or 0)] == [AttemptOutcome.failed] * 2
     assert "attempt 2 failed: RuntimeError: bad input" in Path(bad.log_path).read_text()
@@ -81,8 +84,10 @@ def test_child_killed_by_signal_fails_attempt_with_cause(
     make_worker(settings, engine).run()
 
     poisoned, healthy = jobs_of(engine, run_id)
-    assert poisoned.status == JobStatus.failed and poisoned.failures == 3
-    assert poisoned.error is not None and "killed by SIGKILL" in poisoned.error
+    assert poisoned.status == JobStatus.failed
+    assert poisoned.failures == 3
+    assert poisoned.error is not None
+    assert "killed by SIGKILL" in poisoned.error
     assert healthy.status == JobStatus.succeeded
     assert len(read_executions(poisoned.artifact_dir)) == 3  # one start per attempt
 
@@ -96,8 +101,10 @@ def test_result_that_is_not_json_fails_the_attempt(
     make_worker(settings, engine).run()
 
     [job] = jobs_of(engine, run_id)
-    assert job.status == JobStatus.failed and job.result is None
-    assert job.error is not None and job.error.startswith("the result is not storable as JSON")
+    assert job.status == JobStatus.failed
+    assert job.result is None
+    assert job.error is not None
+    assert job.error.startswith("the result is not storable as JSON")
 
 
 def test_lost_lease_kills_child_and_drops_its_result(
@@ -118,7 +125,8 @@ def test_lost_lease_kills_child_and_drops_its_result(
         )
 
     [stored] = jobs_of(engine, run_id)
-    assert stored.status == JobStatus.succeeded and stored.result == {"by": 2}
+    assert stored.status == JobStatus.succeeded
+    assert stored.result == {"by": 2}
     outcomes = [a.outcome for a in attempts_of(engine, thief.job_id)]
     assert outcomes == [AttemptOutcome.expired, AttemptOutcome.succeeded]
     assert [e[0] for e in read_executions(job.artifact_dir)] == ["start"]  # killed mid-sleep
@@ -137,7 +145,8 @@ def test_cancel_running_job_stops_child_cooperatively(
         wait_for(lambda: worker.attempts_run == 1, what="the cancelled job to end")
 
     running_one, queued_one = jobs_of(engine, run_id)
-    assert running_one.status == JobStatus.cancelled and queued_one.status == JobStatus.cancelled
+    assert running_one.status == JobStatus.cancelled
+    assert queued_one.status == JobStatus.cancelled
     assert [a.outcome for a in attempts_of(engine, job.id)] == [AttemptOutcome.cancelled]
     assert attempts_of(engine, 2) == []
     assert [e[0] for e in read_executions(job.artifact_dir)] == ["start", "stopped"]
@@ -172,7 +181,8 @@ def test_stop_request_lets_a_short_job_finish_and_claims_no_more(
     thread.join(timeout=30)
 
     first, second = jobs_of(engine, run_id)
-    assert first.status == JobStatus.succeeded and second.status == JobStatus.queued
+    assert first.status == JobStatus.succeeded
+    assert second.status == JobStatus.queued
 
 
 def test_stop_request_releases_a_long_job_after_grace(
@@ -188,7 +198,8 @@ def test_stop_request_releases_a_long_job_after_grace(
     thread.join(timeout=30)
 
     [stored] = jobs_of(engine, run_id)
-    assert stored.status == JobStatus.queued and stored.failures == 0
+    assert stored.status == JobStatus.queued
+    assert stored.failures == 0
     [attempt] = attempts_of(engine, job.id)
     assert attempt.outcome == AttemptOutcome.interrupted
 

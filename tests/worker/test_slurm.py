@@ -97,9 +97,12 @@ def test_sbatch_options_take_the_run_s_cluster_values_then_the_settings(tmp_path
     job = _job(tmp_path, accelerator="gpu", cluster={"partition": "short", "gpus": 2, "cpus": 8})
     files = AttemptFiles.for_job(job, "slurm")
     options = sbatch_options(job, settings, files)
-    assert "--partition=short" in options and "--account=beamline" in options
-    assert "--mem=16G" in options and "--gres=gpu:2" in options
-    assert "--cpus-per-task=8" in options and "--no-requeue" in options
+    assert "--partition=short" in options
+    assert "--account=beamline" in options
+    assert "--mem=16G" in options
+    assert "--gres=gpu:2" in options
+    assert "--cpus-per-task=8" in options
+    assert "--no-requeue" in options
     assert not any(option.startswith("--time") for option in options)  # no limit set anywhere
     assert options[-2:] == ["--qos=high", "--constraint=a100|h100"]
     cpu_only = sbatch_options(_job(tmp_path, cluster={"gpus": 0}), settings, files)
@@ -157,7 +160,8 @@ def test_demo_study_runs_through_slurm_and_a_scancel_is_recovered(
     folder = Path(killed["artifact_dir"]) / "slurm"
     assert sorted(p.name for p in folder.iterdir()) == ["attempt-1", "attempt-2"]
     for attempt in folder.iterdir():  # each attempt's script and SLURM output in its folder
-        assert (attempt / "job.sh").is_file() and list(attempt.glob("slurm-*.out"))
+        assert (attempt / "job.sh").is_file()
+        assert list(attempt.glob("slurm-*.out"))
 
 
 @pytest.mark.slow
@@ -177,7 +181,8 @@ def test_cancelled_slurm_job_keeps_its_partial_result_and_a_retry_resumes_it(
         partial = client.job(cancelled["id"])
         assert [a["outcome"] for a in partial["attempt_history"]] == ["cancelled"]
         result = partial["result"]
-        assert result["status"] == "stopped" and result["epochs_completed"] < EPOCHS + 3
+        assert result["status"] == "stopped"
+        assert result["epochs_completed"] < EPOCHS + 3
         folder = Path(partial["artifact_dir"])
         assert (folder / result["reconstruction_png"]).read_bytes()[:4] == b"\x89PNG"
 
@@ -218,6 +223,8 @@ def test_a_failed_node_ends_the_attempt_as_interrupted_and_the_job_resumes_uncou
         done = client.job(job["id"])
     assert finished["status"] == "succeeded", done
     first, second = done["attempt_history"]
-    assert first["outcome"] == "interrupted" and "NODE_FAIL" in first["error"]
-    assert second["outcome"] == "succeeded" and done["failures"] == 0
+    assert first["outcome"] == "interrupted"
+    assert "NODE_FAIL" in first["error"]
+    assert second["outcome"] == "succeeded"
+    assert done["failures"] == 0
     assert "resuming from checkpoints/last.ckpt" in Path(done["log_path"]).read_text()

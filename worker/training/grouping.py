@@ -93,7 +93,8 @@ def _without_seed(nearest: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     first[~is_seed.any(axis=1)] = nearest.shape[1] - 1
     keep = np.ones_like(nearest, dtype=bool)
     keep[np.arange(len(seeds)), first] = False
-    return nearest[keep].reshape(len(seeds), nearest.shape[1] - 1)
+    members: np.ndarray = nearest[keep]
+    return members.reshape(len(seeds), nearest.shape[1] - 1)
 
 
 def _grid_order(xy: np.ndarray, chosen: np.ndarray) -> np.ndarray:

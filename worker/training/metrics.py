@@ -41,7 +41,8 @@ def align_phase(rec_phase: np.ndarray, gt_phase: np.ndarray, mask: np.ndarray) -
     """Remove the global phase offset of the reconstruction (see the module docstring)."""
     offset = np.angle(np.sum(np.exp(1j * (gt_phase - rec_phase))[mask]))
     centre = np.angle(np.sum(np.exp(1j * gt_phase[mask])))
-    return wrap(rec_phase + offset - centre) + centre
+    aligned: np.ndarray = wrap(rec_phase + offset - centre) + centre
+    return aligned
 
 
 def compare(rec: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -106,7 +107,9 @@ def remove_plane(image: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     design = np.stack([np.ones(h * w), xx.ravel(), yy.ravel()], axis=1)
     coeffs, *_ = np.linalg.lstsq(design, image.ravel(), rcond=None)
-    return image - (design @ coeffs).reshape(h, w)
+    plane: np.ndarray = (design @ coeffs).reshape(h, w)
+    flattened: np.ndarray = image - plane
+    return flattened
 
 
 def frc_curve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,9 @@ def fit_and_remove_plane(phase: np.ndarray) -> np.ndarray:
     yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     design = np.column_stack([xx.ravel(), yy.ravel(), np.ones(h * w)])
     coeffs, *_ = np.linalg.lstsq(design, phase.ravel(), rcond=None)
-    return phase - (coeffs[0] * xx + coeffs[1] * yy + coeffs[2])
+    plane: np.ndarray = coeffs[0] * xx + coeffs[1] * yy + coeffs[2]
+    flattened: np.ndarray = phase - plane
+    return flattened
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:

@@ -107,7 +107,8 @@ class LitPtychoPINN(L.LightningModule):
 
     def effective_probe(self) -> Tensor:
         """The probe in the units of the stored diffraction: stored ≈ |F(probe_eff · patch)|."""
-        return self.probe * (self.amplitude_factor / self.hparams["intensity_scale"])
+        probe: Tensor = self.probe * (self.amplitude_factor / self.hparams["intensity_scale"])
+        return probe
 
     def features(self, diffraction: Tensor) -> Tensor:
         """The network's input maps for (B, C, N, N) stored diffraction amplitudes."""

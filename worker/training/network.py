@@ -78,7 +78,8 @@ class Decoder(nn.Module):
         x = code
         for up, block, skip in zip(self.ups, self.blocks, reversed(skips), strict=True):
             x = block(torch.cat([up(x), skip], dim=1))
-        return self.head(x)
+        out: Tensor = self.head(x)
+        return out
 
 
 class UNet(nn.Module):

@@ -74,7 +74,8 @@ def overlap_constraint(patches: Tensor, offsets: Tensor) -> Tensor:
 def diffraction_amplitude(patches: Tensor, probe: Tensor, scale: float | Tensor = 1.0) -> Tensor:
     """|fftshift(fft2(probe · patch, ortho))| · scale for (…, N, N) complex patches."""
     field = torch.fft.fft2(patches * probe, norm="ortho")
-    return torch.fft.fftshift(field, dim=(-2, -1)).abs() * scale
+    amplitude: Tensor = torch.fft.fftshift(field, dim=(-2, -1)).abs()
+    return amplitude * scale
 
 
 def backprojection(diffraction: Tensor, probe: Tensor, floor: float = 0.1) -> Tensor:
@@ -93,7 +94,8 @@ def backprojection(diffraction: Tensor, probe: Tensor, floor: float = 0.1) -> Te
         torch.fft.ifftshift(diffraction * phase, dim=(-2, -1)), norm="ortho"
     )
     power = probe.abs().square()
-    return exit_wave * probe.conj() / (power + floor * power.max())
+    backprop: Tensor = exit_wave * probe.conj() / (power + floor * power.max())
+    return backprop
 
 
 def forward_amplitude(

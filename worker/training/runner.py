@@ -14,9 +14,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from app.core.files import write_json_atomic
 from app.study.contract import ContractError

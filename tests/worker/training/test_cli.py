@@ -35,10 +35,13 @@ def test_contract_violation_exits_nonzero_naming_file_and_key(
     ]  # fmt: skip
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 2, finished.stderr
-    assert str(bad) in finished.stderr and "'probeGuess'" in finished.stderr
+    assert str(bad) in finished.stderr
+    assert "'probeGuess'" in finished.stderr
     assert "Traceback" not in finished.stderr
     log = (out / "train.log").read_text()
-    assert "ERROR bad data" in log and str(bad) in log and "'probeGuess'" in log
+    assert "ERROR bad data" in log
+    assert str(bad) in log
+    assert "'probeGuess'" in log
     assert not (out / "result.json").exists()
 
 
@@ -65,7 +68,8 @@ def test_cli_trains_and_writes_result_json(
             "--accelerator", "cpu", "--no-deterministic", "--seed", "7"]  # fmt: skip
     assert main(args) == 0
     result = json.loads((out / "result.json").read_text())
-    assert result["status"] == "succeeded" and result["epochs_completed"] == 1
+    assert result["status"] == "succeeded"
+    assert result["epochs_completed"] == 1
     printed = json.loads(capsys.readouterr().out)
     assert printed["final_loss"] == result["final_loss"]
     saved = json.loads(json.dumps(result))

@@ -28,7 +28,8 @@ def test_ground_truth_is_cut_from_the_object_when_y_is_absent(
 ) -> None:
     with_y = load_split(tiny_split[1])
     without_y = load_split(_without(tiny_split[1], tmp_path / "no_y.npz", "Y"))
-    assert with_y.Y is not None and without_y.Y is None
+    assert with_y.Y is not None
+    assert without_y.Y is None
     np.testing.assert_allclose(ground_truth_patches(without_y), with_y.Y, atol=1e-6)
 
 
@@ -45,7 +46,8 @@ def test_intensity_scale_comes_from_metadata_then_photon_quantum_then_dose(
 ) -> None:
     split = load_split(tiny_split[0])
     stored = split.intensity_scale
-    assert stored is not None and intensity_scale(split, 1e5) == stored
+    assert stored is not None
+    assert intensity_scale(split, 1e5) == stored
     assert json.loads(json.dumps(split.metadata))["dose"] == 1e5
     # Without metadata the counts' granularity (one photon = 1/scale) still gives the scale.
     bare = load_split(_rewritten(tiny_split[0], tmp_path / "no_meta.npz"))
@@ -75,7 +77,8 @@ def test_samples_have_the_shapes_the_network_expects(make_config: Any, gridsize:
     assert data.train_samples.diffraction.shape == (expected_train, channels, 64, 64)
     assert data.test_samples.diffraction.shape == (test_split.n, channels, 64, 64)
     diffraction, offsets = next(iter(data.train_dataloader()))
-    assert diffraction.dtype == torch.float32 and offsets.shape[1:] == (channels, 2)
+    assert diffraction.dtype == torch.float32
+    assert offsets.shape[1:] == (channels, 2)
 
 
 @pytest.mark.slow
@@ -102,7 +105,8 @@ def test_validation_is_held_out_of_the_train_split_never_the_test_split(
     data.setup()
     everything = PtychoDataModule(make_config(gridsize=gridsize, n_groups=40, val_fraction=0.0))
     everything.setup()
-    assert data.val_samples.size == 8 and data.train_samples.size == 32
+    assert data.val_samples.size == 8
+    assert data.train_samples.size == 32
     # Together they are exactly the samples a run without validation trains on.
     rows = {
         tuple(r) for r in np.concatenate([data.train_samples.indices, data.val_samples.indices])
@@ -114,4 +118,5 @@ def test_validation_is_held_out_of_the_train_split_never_the_test_split(
     )
     diffraction, _ = next(iter(data.val_dataloader()))
     assert len(diffraction) == 8
-    assert everything.val_samples.size == 0 and everything.val_dataloader() == []
+    assert everything.val_samples.size == 0
+    assert everything.val_dataloader() == []

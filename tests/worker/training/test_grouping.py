@@ -26,7 +26,8 @@ def test_members_are_among_the_seeds_k_nearest_and_offsets_are_centred() -> None
     xy = _positions()
     k = 7
     groups = training_groups(xy, gridsize=2, n_groups=100, neighbor_count=k, seed=5)
-    assert groups.indices.shape == (100, 4) and groups.offsets.shape == (100, 4, 2)
+    assert groups.indices.shape == (100, 4)
+    assert groups.offsets.shape == (100, 4, 2)
     _, nearest = cKDTree(xy).query(xy, k=k)
     for members in groups.indices:
         assert len(set(members)) == 4
@@ -41,7 +42,8 @@ def test_members_are_in_two_by_two_order() -> None:
     groups = training_groups(_positions(), gridsize=2, n_groups=50, neighbor_count=7, seed=9)
     x, y = groups.offsets[..., 0], groups.offsets[..., 1]
     assert np.all(np.maximum(y[:, 0], y[:, 1]) <= np.minimum(y[:, 2], y[:, 3]))
-    assert np.all(x[:, 0] <= x[:, 1]) and np.all(x[:, 2] <= x[:, 3])
+    assert np.all(x[:, 0] <= x[:, 1])
+    assert np.all(x[:, 2] <= x[:, 3])
 
 
 def test_more_groups_than_positions_still_gives_distinct_groups() -> None:
@@ -57,7 +59,8 @@ def test_gridsize1_and_covering_groups() -> None:
     np.testing.assert_array_equal(single.indices[:, 0], np.arange(30))
     assert not single.offsets.any()
     subset = training_groups(xy, gridsize=1, n_groups=10, neighbor_count=7, seed=1)
-    assert subset.size == 10 and len(set(subset.indices[:, 0])) == 10
+    assert subset.size == 10
+    assert len(set(subset.indices[:, 0])) == 10
     np.testing.assert_array_equal(np.sort(subset.indices[:, 0]), subset.indices[:, 0])
     cover = covering_groups(xy, gridsize=2, neighbor_count=7, seed=1)
     assert cover.size == 30

@@ -85,7 +85,8 @@ def test_npz_diffraction_with_a_product_for_probe_object_and_positions(
     reference = load_split(tiny_split[1])
     np.testing.assert_allclose(split.xcoords, reference.xcoords, atol=1e-7)
     np.testing.assert_array_equal(split.obj, reference.obj)
-    assert split.has_object and "probe, object and positions from" in split.notes[-1]
+    assert split.has_object
+    assert "probe, object and positions from" in split.notes[-1]
 
 
 def test_cxi_reads_counts_translations_geometry_and_mask(
@@ -103,9 +104,11 @@ def test_cxi_reads_counts_translations_geometry_and_mask(
     np.testing.assert_allclose(
         split.ycoords - reference.ycoords, (split.ycoords - reference.ycoords)[0], atol=1e-6
     )
-    assert split.detector_mask is not None and not split.detector_mask[0, 0]
+    assert split.detector_mask is not None
+    assert not split.detector_mask[0, 0]
     assert int(split.detector_mask.sum()) == split.N**2 - 1
-    assert any("intensities" in note for note in split.notes) and not split.has_object
+    assert any("intensities" in note for note in split.notes)
+    assert not split.has_object
     with pytest.raises(ContractError, match="product"):
         load_input(tmp_path / "scan.cxi")  # training needs an object to score against
 
@@ -118,7 +121,8 @@ def test_cxi_without_probe_needs_a_product_and_a_product_alone_has_no_diffractio
         load_input(cxi, object_required=False)
     product = _product(tiny_split[1], tmp_path / "p.h5")
     split = load_input(cxi, product=product)
-    assert split.has_object and split.probe.shape == (64, 64)
+    assert split.has_object
+    assert split.probe.shape == (64, 64)
     with pytest.raises(ContractError, match="holds none"):
         load_input(product)
 

@@ -17,7 +17,8 @@ def test_every_option_is_a_train_config_field_with_the_same_default() -> None:
     options = TrainingOptions().model_dump()
     assert set(options) <= set(defaults)
     assert {name: defaults[name] for name in options} == options
-    assert options["architecture"] == "ptychopinn" and options["inputs"] == "amplitudes"
+    assert options["architecture"] == "ptychopinn"
+    assert options["inputs"] == "amplitudes"
 
 
 def test_options_build_a_config() -> None:

@@ -105,7 +105,8 @@ def test_whole_pixel_shift_is_exact() -> None:
     moved = shift_patches(values, torch.tensor([[2.0, -1.0], [-3.0, 0.0]]))
     assert torch.equal(moved[0, :-1, 2:], values[0, 1:, :-2])
     assert torch.equal(moved[1, :, :-3], values[1, :, 3:])
-    assert torch.count_nonzero(moved[0, -1]) == 0 and torch.count_nonzero(moved[1, :, -3:]) == 0
+    assert torch.count_nonzero(moved[0, -1]) == 0
+    assert torch.count_nonzero(moved[1, :, -3:]) == 0
 
 
 def test_poisson_nll_is_lowest_at_the_true_intensity() -> None:
@@ -117,7 +118,8 @@ def test_poisson_nll_is_lowest_at_the_true_intensity() -> None:
         float(poisson_nll((rate * f).sqrt().expand_as(measured), measured))
         for f in (0.8, 1.0, 1.25)
     ]
-    assert losses[1] < losses[0] and losses[1] < losses[2]
+    assert losses[1] < losses[0]
+    assert losses[1] < losses[2]
 
 
 def test_backprojection_of_a_weak_object_points_at_its_phase() -> None:

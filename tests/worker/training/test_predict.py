@@ -49,14 +49,20 @@ def test_scan_without_ground_truth_is_reconstructed(
         image, coverage = npz["reconstruction"], npz["coverage"]
         x, y = npz["xcoords"], npz["ycoords"]
         metadata = json.loads(str(npz["_metadata"]))
-    assert image.dtype == np.complex64 and coverage.shape == image.shape
+    assert image.dtype == np.complex64
+    assert coverage.shape == image.shape
     # the canvas is the scan's extent: every position sits inside, N/2 from the border
-    assert x.min() >= 32 and y.min() >= 32
-    assert x.max() <= image.shape[1] - 32 and y.max() <= image.shape[0] - 32
+    assert x.min() >= 32
+    assert y.min() >= 32
+    assert x.max() <= image.shape[1] - 32
+    assert y.max() <= image.shape[0] - 32
     assert coverage[np.rint(y).astype(int), np.rint(x).astype(int)].min() > 0
-    assert np.isfinite(image).all() and np.abs(image[coverage > 0]).mean() > 0
-    assert metadata["has_ground_truth"] is False and metadata["gridsize"] == 2
-    assert metadata["stitching"]["method"] == "ours" and len(metadata["bundle_sha256"]) == 64
+    assert np.isfinite(image).all()
+    assert np.abs(image[coverage > 0]).mean() > 0
+    assert metadata["has_ground_truth"] is False
+    assert metadata["gridsize"] == 2
+    assert metadata["stitching"]["method"] == "ours"
+    assert len(metadata["bundle_sha256"]) == 64
 
 
 def test_prediction_matches_the_jobs_own_test_reconstruction(
@@ -66,7 +72,7 @@ def test_prediction_matches_the_jobs_own_test_reconstruction(
     args = ["predict", "--bundle", str(trained), "--data", str(tiny_split[1]), "--out", str(out),
             "--stitching", "ptychopinn", "--stitch-crop", "24"]  # fmt: skip
     assert main(args) == 0
-    model, job = load_bundle(trained)
+    model, _job = load_bundle(trained)
     data = PtychoDataModule(make_config(gridsize=2, n_groups=24))
     data.setup()
     # prediction normalises the scan's amplitudes by their own statistics
@@ -89,4 +95,5 @@ def test_bad_data_exits_2_naming_the_file(trained: Path, tmp_path: Path) -> None
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert finished.returncode == 2, finished.stderr
-    assert str(missing) in finished.stderr and "Traceback" not in finished.stderr
+    assert str(missing) in finished.stderr
+    assert "Traceback" not in finished.stderr

@@ -81,7 +81,8 @@ def test_layer_output_shapes(n: int) -> None:
     assert tuple(code.shape[1:]) == expected["encoded"]
     assert tuple(net.amplitude.base(code).shape[1:]) == expected["decoded"]
     out = net(x)
-    assert out.shape == (2, 1, n, n) and out.dtype == torch.complex64
+    assert out.shape == (2, 1, n, n)
+    assert out.dtype == torch.complex64
 
 
 def test_full_model_counts_the_log_scale_as_trainable_and_the_probe_as_fixed() -> None:
@@ -90,7 +91,8 @@ def test_full_model_counts_the_log_scale_as_trainable_and_the_probe_as_fixed() -
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # Keras: conv weights + the IntensityScaler's log scale; the probe Variable is not trained.
     assert trainable == KERAS[64]["total"] + 1
-    assert model.probe.shape == (64, 64) and not model.probe.requires_grad
+    assert model.probe.shape == (64, 64)
+    assert not model.probe.requires_grad
 
 
 def test_gridsize2_takes_four_channels_and_returns_four_patches() -> None:
@@ -110,12 +112,14 @@ def test_centre_is_bounded_and_the_border_term_lives_outside_it() -> None:
         code = net.encoder(torch.rand(3, 1, 64, 64))
         amplitude, phase = net.amplitude(code), net.phase(code)
     centre = (slice(None), slice(None), slice(16, 48), slice(16, 48))
-    assert float(amplitude[centre].min()) > 0 and float(amplitude[centre].max()) < 1
+    assert float(amplitude[centre].min()) > 0
+    assert float(amplitude[centre].max()) < 1
     assert float(phase[centre].abs().max()) < torch.pi
     border = amplitude.clone()
     border[centre] = 0
     # swish is bounded below by about -0.28
-    assert float(border.min()) > -0.3 and float(border.abs().sum()) > 0
+    assert float(border.min()) > -0.3
+    assert float(border.abs().sum()) > 0
 
 
 def test_unsupported_size_names_the_alternative() -> None:

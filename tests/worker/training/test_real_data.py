@@ -40,14 +40,16 @@ def test_ptychopinn_file_with_intensities_trains_and_logs_the_conversion(
     test_path = _as_ptychopinn_writes(tiny_split[1], tmp_path / "test.npz", 1e5)
     config = make_config(train_path=train_path, test_path=test_path, epochs=1, logger="none")
     result = train(config)
-    assert result["status"] == "succeeded" and result["metrics"]["amplitude_mae"] is not None
+    assert result["status"] == "succeeded"
+    assert result["metrics"]["amplitude_mae"] is not None
     log = (config.out_dir / "train.log").read_text()
     for name in ("train.npz", "test.npz"):
         assert f"{name}: diffraction read from 'diff3d'" in log
         assert f"{name}: diffraction stored patterns-last" in log
         assert f"{name}: diffraction holds intensities (by photon quantum 1): converted" in log
     # Raw counts: the scale is 1, and the counts agree with the job's dose: no warning.
-    assert "intensity_scale=1\n" in log and "WARNING" not in log
+    assert "intensity_scale=1\n" in log
+    assert "WARNING" not in log
     assert "probe scaled by" in log
 
 

@@ -98,17 +98,21 @@ def test_killed_at_epoch_k_resumes_at_k_plus_1_keeping_history(
     first.send_signal(signal.SIGKILL)  # as the OOM killer, a lost node or scancel's SIGKILL
     first.wait(timeout=30)
     k, history = _epochs_in_checkpoint(out)
-    assert 1 <= k < EPOCHS and not (out / "result.json").exists()
+    assert 1 <= k < EPOCHS
+    assert not (out / "result.json").exists()
 
     result = _resume(config, out)
 
-    assert result["status"] == "succeeded" and result["epochs_completed"] == EPOCHS
+    assert result["status"] == "succeeded"
+    assert result["epochs_completed"] == EPOCHS
     assert [row["epoch"] for row in result["history"]] == list(range(1, EPOCHS + 1))
     assert all(row["complete"] for row in result["history"])
     assert result["history"][:k] == history  # the killed attempt's epochs, as it recorded them
     assert _epochs_logged_after_resuming(out) == [f"{e}/{EPOCHS}" for e in range(k + 1, EPOCHS + 1)]
     progress = read_progress_file(out / "progress.json")
-    assert progress is not None and progress.epoch == EPOCHS and progress.epochs == EPOCHS
+    assert progress is not None
+    assert progress.epoch == EPOCHS
+    assert progress.epochs == EPOCHS
 
 
 def test_stopped_job_keeps_its_partial_result_and_resumes_after_its_last_full_epoch(

@@ -34,7 +34,8 @@ def test_gridsize1_writes_every_artifact_and_csv_metrics(make_config: Any) -> No
     result = train(config)
     out = config.out_dir
     assert result.keys() >= RESULT_KEYS
-    assert result["status"] == "succeeded" and result["epochs_completed"] == 3
+    assert result["status"] == "succeeded"
+    assert result["epochs_completed"] == 3
     assert set(result["metrics"]) == set(METRIC_KEYS)
     assert json.loads((out / "result.json").read_text()) == result
     assert (out / result["checkpoint_path"]).is_file()
@@ -50,9 +51,11 @@ def test_gridsize1_writes_every_artifact_and_csv_metrics(make_config: Any) -> No
     with (out / "logs" / "csv" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2]
-    assert any(r.get("train_loss") for r in rows) and any(r.get("val_loss") for r in rows)
+    assert any(r.get("train_loss") for r in rows)
+    assert any(r.get("val_loss") for r in rows)
     log = (out / "train.log").read_text()
-    assert "epoch 3/3" in log and "done status=succeeded" in log
+    assert "epoch 3/3" in log
+    assert "done status=succeeded" in log
 
 
 def test_gridsize2_learns_and_writes_tensorboard_events(make_config: Any) -> None:
@@ -61,7 +64,8 @@ def test_gridsize2_learns_and_writes_tensorboard_events(make_config: Any) -> Non
     losses = _epoch_losses(result)
     assert losses[-1] < losses[0], losses
     events = list((config.out_dir / "logs" / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 0
+    assert events
+    assert events[0].stat().st_size > 0
     assert not list(config.out_dir.rglob("metrics.csv"))
 
 
@@ -103,7 +107,9 @@ def test_epochs_count_from_one_in_progress_log_checkpoints_and_result(make_confi
     assert {(r["epoch"], r["epochs"]) for r in reporter.reports} == {(1, 2), (2, 2)}
     assert (reporter.reports[-1]["epoch"], reporter.reports[-1]["epochs"]) == (2, 2)
     log = (config.out_dir / "train.log").read_text()
-    assert "epoch 1/2" in log and "epoch 2/2" in log and "epoch 0/" not in log
+    assert "epoch 1/2" in log
+    assert "epoch 2/2" in log
+    assert "epoch 0/" not in log
     assert result["epochs_completed"] == 2
     assert [row["epoch"] for row in result["history"]] == [1, 2]
     best = min(result["history"], key=lambda row: row["val_loss"])["epoch"]
@@ -136,7 +142,8 @@ def test_reporter_gets_progress_and_can_stop_training(make_config: Any) -> None:
     assert result["history"][0]["complete"] is False
     assert reporter.polls == 2
     epoch, step, loss = reporter.reports[-1]
-    assert (epoch, step) == (1, 2) and np.isfinite(loss)
+    assert (epoch, step) == (1, 2)
+    assert np.isfinite(loss)
     assert (config.out_dir / result["checkpoint_path"]).is_file()
     assert json.loads((config.out_dir / "result.json").read_text())["status"] == "stopped"
 
@@ -145,7 +152,8 @@ def test_bundle_reloads_to_the_same_predictions(make_config: Any) -> None:
     config = make_config(epochs=1, logger="none")
     result = train(config)
     model, saved_config = load_bundle(config.out_dir / result["bundle_path"])
-    assert saved_config["gridsize"] == 1 and saved_config["seed"] == config.seed
+    assert saved_config["gridsize"] == 1
+    assert saved_config["seed"] == config.seed
     data = PtychoDataModule(config)
     data.setup()
     twice = predict_patches(model, data.test_samples.diffraction[:8])

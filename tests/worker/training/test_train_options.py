@@ -16,12 +16,14 @@ def test_result_holds_both_blocks_baselines_skill_and_how_it_was_made(make_confi
     config = make_config(epochs=1, logger="none")
     result = train(config)
     assert json.loads((config.out_dir / "result.json").read_text()) == result
-    assert result["weights"] == "final" and result["stitching"]["method"] == "ours"
+    assert result["weights"] == "final"
+    assert result["stitching"]["method"] == "ours"
     assert set(result["baselines"]) == {"flat", "input_only"}
     assert set(result["skill_vs_flat"]) == {"ours", "ptychopinn"}
     assert result["metrics_ptychopinn"]["phase_ssim"] is not None
     # validation comes from the train split and is reported beside its ground-truth floor
-    assert result["val_loss"] is not None and result["reference_val_loss"] is not None
+    assert result["val_loss"] is not None
+    assert result["reference_val_loss"] is not None
     log = (config.out_dir / "train.log").read_text()
     assert "val_samples=2 " in log
     for line in ("metrics ", "metrics_ptychopinn ", "baseline flat ours ",
@@ -37,8 +39,10 @@ def test_unet_without_validation_best_weights_and_ptychopinn_stitching(
         val_fraction=0.0, keep_weights="best", stitching="ptychopinn", stitch_crop=24,
     )  # fmt: skip
     result = train(config)
-    assert result["status"] == "succeeded" and result["val_loss"] is None
-    assert result["reference_val_loss"] is None and result["weights"] == "best"
+    assert result["status"] == "succeeded"
+    assert result["val_loss"] is None
+    assert result["reference_val_loss"] is None
+    assert result["weights"] == "best"
     assert result["stitching"] == {
         "method": "ptychopinn", "weight": "central_crop", "crop": 24, "align_iterations": 0,
     }  # fmt: skip
@@ -52,5 +56,6 @@ def test_validation_below_the_reference_is_warned_once(tmp_path: Path) -> None:
         trainer = SimpleNamespace(callback_metrics={"val_loss": loss}, current_epoch=epoch)
         watch.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
     text = log.path.read_text()
-    assert watch.crossed_at_epoch == 2 and text.count("WARNING") == 1
+    assert watch.crossed_at_epoch == 2
+    assert text.count("WARNING") == 1
     assert "epoch 2: validation loss -101 is below the ground truth's reference loss -100" in text
