@@ -127,6 +127,7 @@ def test_cxi_without_probe_needs_a_product_and_a_product_alone_has_no_diffractio
         load_input(product)
 
 
+@pytest.mark.slow  # real training
 def test_predict_takes_a_cxi_file(
     tiny_split: tuple[Path, Path], tmp_path: Path, make_config: object
 ) -> None:

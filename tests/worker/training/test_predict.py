@@ -39,6 +39,7 @@ def _without_truth(source: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow  # real training
 def test_scan_without_ground_truth_is_reconstructed(
     trained: Path, tiny_split: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -65,6 +66,7 @@ def test_scan_without_ground_truth_is_reconstructed(
     assert len(metadata["bundle_sha256"]) == 64
 
 
+@pytest.mark.slow  # real training
 def test_prediction_matches_the_jobs_own_test_reconstruction(
     trained: Path, tiny_split: tuple[Path, Path], tmp_path: Path, make_config: Any
 ) -> None:
@@ -87,6 +89,7 @@ def test_prediction_matches_the_jobs_own_test_reconstruction(
     np.testing.assert_allclose(image[rows, cols], expected.rec, atol=1e-5)
 
 
+@pytest.mark.slow  # real training
 def test_bad_data_exits_2_naming_the_file(trained: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nothing.npz"
     finished = subprocess.run(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from app.study.contract import load_split
 from worker.training import train
@@ -33,6 +34,7 @@ def _as_ptychopinn_writes(source: Path, target: Path, nphotons: float) -> Path:
     return target
 
 
+@pytest.mark.slow  # real training
 def test_ptychopinn_file_with_intensities_trains_and_logs_the_conversion(
     tiny_split: tuple[Path, Path], make_config: Any, tmp_path: Path
 ) -> None:

@@ -7,11 +7,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from worker.training import train
 from worker.training.callbacks import TrainLog
 from worker.training.watch import ReferenceWatch
 
 
+@pytest.mark.slow  # real training
 def test_result_holds_both_blocks_baselines_skill_and_how_it_was_made(make_config: Any) -> None:
     config = make_config(epochs=1, logger="none")
     result = train(config)
@@ -31,6 +34,7 @@ def test_result_holds_both_blocks_baselines_skill_and_how_it_was_made(make_confi
         assert f"Z {line}" in log
 
 
+@pytest.mark.slow  # real training
 def test_unet_without_validation_best_weights_and_ptychopinn_stitching(
     make_config: Any,
 ) -> None:
