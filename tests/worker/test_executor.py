@@ -147,6 +147,7 @@ def test_train_config_comes_from_job_design_and_run_options(tmp_path: Path) -> N
     assert (config.gridsize, config.nphotons, config.neighbor_count) == (2, 1e4, 6)
     assert (config.epochs, config.batch_size, config.lr) == (2, 8, 0.01)
     assert (config.accelerator, config.logger) == ("cpu", "none")
+    assert config.label == "run 3, job 7, dense"  # titles the reconstruction figure
 
 
 def test_executor_setting_must_name_module_and_attribute(settings: Settings) -> None:

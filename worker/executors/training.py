@@ -71,6 +71,7 @@ def build_train_config(job: ClaimedJob) -> TrainConfig:
         gridsize=job.gridsize,
         nphotons=job.dose,
         log_path=Path(job.log_path),
+        label=f"run {job.run_id}, job {job.job_id}, {job.view}",
         **design,
         **job.training,
         **execution,

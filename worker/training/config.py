@@ -59,6 +59,8 @@ class TrainConfig:
     logger: str = "csv"
     seed: int = 123
     log_path: Path | None = None
+    # Who the job is, for people: e.g. "job 12, dense" (titles the reconstruction figure).
+    label: str = ""
 
     def __post_init__(self) -> None:
         for name in ("train_path", "test_path", "out_dir", "log_path"):

@@ -210,21 +210,35 @@ def evaluate(
 
 
 def save_comparison_png(result: Reconstruction, path: Path, title: str = "") -> None:
-    """Ground truth and reconstruction, amplitude and phase, side by side."""
+    """Ground truth and reconstruction, amplitude and phase, and where they differ.
+
+    Top row: ground truth and reconstruction, each pair on the ground truth's colour range.
+    Bottom row: the amplitude error (reconstruction − truth) and the phase error (wrapped,
+    after the global phase offset is removed), on symmetric ranges, zero in the middle.
+    """
     gt_phase = np.angle(result.gt)
     rec_phase = align_phase(np.angle(result.rec), gt_phase, result.mask)
     amplitude = np.abs(result.gt)
-    # Each pair shares the ground truth's colour range, so the two panels compare directly.
+    amp_error = np.where(result.mask, np.abs(result.rec) - amplitude, 0.0)
+    phase_error = np.where(result.mask, np.angle(np.exp(1j * (rec_phase - gt_phase))), 0.0)
+    amp_span = float(np.abs(amp_error).max()) or 1.0
+    phase_span = float(np.abs(phase_error).max()) or np.pi
     panels = [
-        ("ground truth amplitude", amplitude, "gray", amplitude),
-        ("reconstructed amplitude", np.abs(result.rec), "gray", amplitude),
-        ("ground truth phase", gt_phase, "twilight", gt_phase),
-        ("reconstructed phase", rec_phase, "twilight", gt_phase),
+        ("ground truth amplitude", amplitude, "gray", amplitude.min(), amplitude.max()),
+        ("reconstructed amplitude", np.abs(result.rec), "gray", amplitude.min(), amplitude.max()),
+        ("ground truth phase", gt_phase, "twilight", gt_phase.min(), gt_phase.max()),
+        ("reconstructed phase", rec_phase, "twilight", gt_phase.min(), gt_phase.max()),
+        ("amplitude error", amp_error, "RdBu_r", -amp_span, amp_span),
+        ("phase error (rad)", phase_error, "RdBu_r", -phase_span, phase_span),
     ]
-    figure = Figure(figsize=(12, 3.4), layout="constrained")
+    figure = Figure(figsize=(12, 6.4), layout="constrained")
     FigureCanvasAgg(figure)
-    for axes, (name, image, cmap, scale) in zip(figure.subplots(1, 4), panels, strict=True):
-        shown = axes.imshow(image, cmap=cmap, vmin=scale.min(), vmax=scale.max())
+    grid = figure.subplots(2, 4)
+    for axes in grid[1, 2:]:
+        axes.set_axis_off()  # the error row has two panels
+    slots = [*grid[0], grid[1, 0], grid[1, 1]]
+    for axes, (name, image, cmap, low, high) in zip(slots, panels, strict=True):
+        shown = axes.imshow(image, cmap=cmap, vmin=low, vmax=high)
         axes.set_title(name, fontsize=9)
         axes.set_axis_off()
         figure.colorbar(shown, ax=axes, shrink=0.7)

@@ -8,7 +8,7 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def _fit_and_evaluate(
         model = _best_weights(model, trainer)
     model = model.to(trainer.strategy.root_device)
     assessment = assess(model, data, config.stitching, config.stitch_crop)
-    title = f"gridsize {config.gridsize}, dose {config.nphotons:g}, {config.architecture}"
+    title = figure_title(config, assessment.metrics["ours"])
     save_comparison_png(assessment.reconstruction, config.out_dir / PNG_NAME, title=title)
     sha256, size = write_bundle(model, config.to_dict(), config.out_dir / BUNDLE_NAME)
     log_assessment(log, assessment)
@@ -293,3 +293,23 @@ def _torch_flags_restored() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+FIGURE_METRICS = (
+    ("amp MAE", "amplitude_mae"),
+    ("phase MAE", "phase_mae"),
+    ("phase SSIM", "phase_ssim"),
+    ("phase corr", "phase_correlation"),
+)
+
+
+def figure_title(config: TrainConfig, metrics: Mapping[str, Any]) -> str:
+    """Which job the figure shows and how well it did, in two lines."""
+    who = f"{config.label}: " if config.label else ""
+    first = f"{who}gridsize {config.gridsize}, dose {config.nphotons:g}, {config.architecture}"
+    scores = [
+        f"{name} {value:.3g}"
+        for name, key in FIGURE_METRICS
+        if isinstance(value := metrics.get(key), int | float) and math.isfinite(value)
+    ]
+    return f"{first}\n{', '.join(scores)}" if scores else first

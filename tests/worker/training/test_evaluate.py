@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import matplotlib.image
 import numpy as np
 import pytest
 
 from app.study.objects import make_object
 from app.study.simulate import extract_patches
-from worker.training.evaluate import scanned_box, stitch, stitch_weight, stitching_record
+from worker.training.config import TrainConfig
+from worker.training.evaluate import (
+    Reconstruction,
+    save_comparison_png,
+    scanned_box,
+    stitch,
+    stitch_weight,
+    stitching_record,
+)
 from worker.training.metrics import METRIC_KEYS, compare, frc50
+from worker.training.runner import figure_title
 
 N = 32
 
@@ -110,3 +122,38 @@ def test_ptychopinn_stitching_averages_central_crops(obj: np.ndarray) -> None:
     }  # fmt: skip
     with pytest.raises(ValueError, match="crop"):
         stitch_weight("ptychopinn", np.ones((N, N)), crop=N + 1)
+
+
+def _colored_share_of_bottom_row(path: Path) -> float:
+    """Share of the figure's lower half in strong red or blue: the error maps' signal."""
+    image = matplotlib.image.imread(path)[..., :3]
+    bottom = image[image.shape[0] // 2 :]
+    return float((np.abs(bottom[..., 0] - bottom[..., 2]) > 0.3).mean())
+
+
+def test_figure_adds_error_maps_that_show_where_the_reconstruction_is_wrong(
+    obj: np.ndarray, tmp_path: Path
+) -> None:
+    mask = np.ones(obj.shape, dtype=bool)
+    rng = np.random.default_rng(5)
+    noisy = obj * np.exp(1j * rng.normal(0, 0.8, obj.shape)) * rng.uniform(0.5, 1.5, obj.shape)
+    save_comparison_png(Reconstruction(rec=obj, gt=obj, mask=mask), tmp_path / "perfect.png")
+    save_comparison_png(Reconstruction(rec=noisy, gt=obj, mask=mask), tmp_path / "noisy.png")
+
+    height, width = matplotlib.image.imread(tmp_path / "noisy.png").shape[:2]
+    assert (width, height) == (960, 512)  # two rows: the pair of images and the errors
+    perfect = _colored_share_of_bottom_row(tmp_path / "perfect.png")
+    noisy_share = _colored_share_of_bottom_row(tmp_path / "noisy.png")
+    assert noisy_share > 3 * perfect, (noisy_share, perfect)
+
+
+def test_figure_title_names_the_job_and_its_scores() -> None:
+    config = TrainConfig(Path(), Path(), Path(), 2, 1e4, label="run 3, job 7, dense")
+    metrics = {"amplitude_mae": 0.0412, "phase_mae": 0.2391, "phase_ssim": float("nan")}
+
+    title = figure_title(config, metrics)
+
+    assert title.splitlines() == [
+        "run 3, job 7, dense: gridsize 2, dose 10000, ptychopinn",
+        "amp MAE 0.0412, phase MAE 0.239",
+    ]
