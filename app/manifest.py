@@ -275,3 +275,15 @@ def _write_json_atomic(folder: int, name: str, document: dict[str, Any]) -> None
             os.unlink(temp_name, dir_fd=folder)
         raise
     os.fsync(folder)  # makes the rename itself durable
+
+
+def refresh_manifest(*, session: Session, run_id: int, data_root: Path | None) -> None:
+    """Rewrite the run's manifest after a change; a failed write is logged, not raised.
+
+    The change is committed already, the manifest can still be read from
+    GET /manifests/{run}, and it is rewritten whenever a job ends.
+    """
+    try:
+        write_manifest(session=session, run_id=run_id, data_root=data_root)
+    except OSError:
+        logger.exception("could not write the manifest", extra={"run_id": run_id})

@@ -25,9 +25,9 @@ from app.models import (
     RunStatus,
     SkipEvent,
     SkipEventPublic,
-    TrainingOptions,
     derive_run_status,
 )
+from app.options import TrainingOptions
 
 DEFAULT_EPOCHS = TrainingOptions.model_fields["epochs"].default
 TERMINAL_RUN_STATUSES = frozenset(

@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from app import crud, queue
+from app import crud, queue, submission
 from app.core.config import Settings
-from app.models import Attempt, Job, Run, RunCreate, SkipEvent
+from app.errors import RequestInvalid
+from app.models import Attempt, Job, Run, SkipEvent
+from app.options import RunCreate
 from app.study.jobs import Enumeration, JobSpec
 from tests.api.conftest import make_study_tree
 
@@ -36,11 +38,11 @@ def _rows(session: Session) -> dict[str, int]:
 def test_refused_run_leaves_no_row(session: Session, settings: Settings) -> None:
     tree = make_study_tree(settings.data_root)
     body = RunCreate.model_validate(tree.body(strict=True))
-    with pytest.raises(crud.RequestInvalid) as refused:
-        crud.create_run(session=session, body=body, settings=settings)
+    with pytest.raises(RequestInvalid) as refused:
+        submission.create_run(session=session, body=body, settings=settings)
     assert len(refused.value.errors) == 4  # both layouts' train and test files of sparse @ 1e3
     assert _rows(session) == {"Run": 0, "Job": 0, "SkipEvent": 0, "Attempt": 0}
-    created = crud.create_run(
+    created = submission.create_run(
         session=session, body=RunCreate.model_validate(tree.body()), settings=settings
     )
     assert _rows(session) == {"Run": 1, "Job": 8, "SkipEvent": 1, "Attempt": 0}
@@ -51,7 +53,7 @@ def test_refused_run_leaves_no_row(session: Session, settings: Settings) -> None
 def test_run_status_follows_its_jobs(session: Session, settings: Settings, engine: Engine) -> None:
     tree = make_study_tree(settings.data_root)
     body = RunCreate.model_validate(tree.body(filters={"dose": 1e5}))
-    run = crud.create_run(session=session, body=body, settings=settings)
+    run = submission.create_run(session=session, body=body, settings=settings)
     assert crud.read_run(session=session, run_id=run.id).status == "queued"
     session.rollback()  # on SQLite every transaction holds the write lock (BEGIN IMMEDIATE)
     claimed = queue.claim_next_job(engine=engine, worker="w", lease_s=60)
@@ -74,7 +76,7 @@ def test_log_chunks_end_on_whole_lines(
 ) -> None:
     tree = make_study_tree(settings.data_root)
     body = RunCreate.model_validate(tree.body(filters={"dose": 1e4, "view": "baseline"}))
-    (job,) = crud.create_run(session=session, body=body, settings=settings).jobs
+    (job,) = submission.create_run(session=session, body=body, settings=settings).jobs
     lines = ["first line\n", "second: é\n", "third\n"]
     Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
     Path(job.log_path).write_text("".join(lines), encoding="utf-8")
@@ -96,7 +98,7 @@ def test_jobs_are_enumerated_before_the_write_lock_is_taken(
     session: Session, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tree = make_study_tree(settings.data_root)
-    enumerate_jobs = crud.enumerate_jobs
+    enumerate_jobs = submission.enumerate_jobs
 
     def enumerate_while_writing(**kwargs: Any) -> Enumeration:
         # Succeeds only while nobody holds SQLite's write lock: busy timeout 0, no waiting.
@@ -108,8 +110,8 @@ def test_jobs_are_enumerated_before_the_write_lock_is_taken(
             other.close()
         return enumerate_jobs(**kwargs)
 
-    monkeypatch.setattr(crud, "enumerate_jobs", enumerate_while_writing)
-    created = crud.create_run(
+    monkeypatch.setattr(submission, "enumerate_jobs", enumerate_while_writing)
+    created = submission.create_run(
         session=session, body=RunCreate.model_validate(tree.body()), settings=settings
     )
     assert created.job_count == 8
@@ -121,23 +123,23 @@ def test_dry_run_refused_on_a_full_disk_leaves_no_row_and_no_folder(
 ) -> None:
     tree = make_study_tree(settings.data_root)
     body = RunCreate.model_validate(tree.body(filters={"dose": 1e4}, dry_run=True))
-    write_dry_run_logs = crud.write_dry_run_logs
+    write_dry_run_logs = submission.write_dry_run_logs
 
     def disk_fills_up(jobs: list[JobSpec], **options: Any) -> None:
         write_dry_run_logs(jobs[:1], **options)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(crud, "write_dry_run_logs", disk_fills_up)
-    with pytest.raises(crud.RequestInvalid) as refused:
-        crud.create_run(session=session, body=body, settings=settings)
+    monkeypatch.setattr(submission, "write_dry_run_logs", disk_fills_up)
+    with pytest.raises(RequestInvalid) as refused:
+        submission.create_run(session=session, body=body, settings=settings)
     (error,) = refused.value.errors
     assert error["loc"] == ["body", "artifact_root"]
     assert "No space left on device" in error["msg"]
     assert _rows(session) == {"Run": 0, "Job": 0, "SkipEvent": 0, "Attempt": 0}
     assert not (settings.data_root / "runs" / "1").exists()
 
-    monkeypatch.setattr(crud, "write_dry_run_logs", write_dry_run_logs)
-    created = crud.create_run(session=session, body=body, settings=settings)
+    monkeypatch.setattr(submission, "write_dry_run_logs", write_dry_run_logs)
+    created = submission.create_run(session=session, body=body, settings=settings)
     assert created.id == 1  # the refused run's id, and so its folder, is used again
     log = Path(created.jobs[0].log_path).read_text()
     assert log == "DRY RUN: baseline dose=10000.0 gridsize=1\n"

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings
-from app.models import ExecutionOptions
+from app.options import ExecutionOptions
 from app.queue import ClaimedJob
 from tests.worker.cluster_study import (
     EPOCHS,

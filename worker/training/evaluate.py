@@ -8,14 +8,17 @@ uniform weights, no alignment; M = 20 as in its compare_models).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from worker.training.config import TrainConfig
 from worker.training.data import EVAL_BATCH_SIZE, PtychoDataModule, ground_truth_patches
 from worker.training.metrics import align_phase, compare
 from worker.training.module import LitPtychoPINN
@@ -246,3 +249,23 @@ def save_comparison_png(result: Reconstruction, path: Path, title: str = "") -> 
         figure.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
+
+
+FIGURE_METRICS = (
+    ("amp MAE", "amplitude_mae"),
+    ("phase MAE", "phase_mae"),
+    ("phase SSIM", "phase_ssim"),
+    ("phase corr", "phase_correlation"),
+)
+
+
+def figure_title(config: TrainConfig, metrics: Mapping[str, Any]) -> str:
+    """Which job the figure shows and how well it did, in two lines."""
+    who = f"{config.label}: " if config.label else ""
+    first = f"{who}gridsize {config.gridsize}, dose {config.nphotons:g}, {config.architecture}"
+    scores = [
+        f"{name} {value:.3g}"
+        for name, key in FIGURE_METRICS
+        if isinstance(value := metrics.get(key), int | float) and math.isfinite(value)
+    ]
+    return f"{first}\n{', '.join(scores)}" if scores else first

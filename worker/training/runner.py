@@ -8,7 +8,7 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from worker.training.callbacks import (
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
 from worker.training.divergence import DivergenceCheck
-from worker.training.evaluate import reference_loss, save_comparison_png
+from worker.training.evaluate import figure_title, reference_loss, save_comparison_png
 from worker.training.module import LitPtychoPINN
 from worker.training.report import finite_tree, log_assessment
 from worker.training.resume import LastCheckpoint, resumable_checkpoint, resume_warnings
@@ -293,23 +293,3 @@ def _torch_flags_restored() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
-
-FIGURE_METRICS = (
-    ("amp MAE", "amplitude_mae"),
-    ("phase MAE", "phase_mae"),
-    ("phase SSIM", "phase_ssim"),
-    ("phase corr", "phase_correlation"),
-)
-
-
-def figure_title(config: TrainConfig, metrics: Mapping[str, Any]) -> str:
-    """Which job the figure shows and how well it did, in two lines."""
-    who = f"{config.label}: " if config.label else ""
-    first = f"{who}gridsize {config.gridsize}, dose {config.nphotons:g}, {config.architecture}"
-    scores = [
-        f"{name} {value:.3g}"
-        for name, key in FIGURE_METRICS
-        if isinstance(value := metrics.get(key), int | float) and math.isfinite(value)
-    ]
-    return f"{first}\n{', '.join(scores)}" if scores else first

@@ -6,18 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app import crud
+from app import crud, submission
 from app.api.deps import MAX_ID, CallerDep, ReadSessionDep, RunId, SessionDep, SettingsDep
 from app.api.errors import error_responses
-from app.models import (
-    JobsPublic,
-    RunCreate,
-    RunCreated,
-    RunPublic,
-    RunsPublic,
-    RunStatus,
-    SkipEventsPublic,
-)
+from app.models import JobsPublic, RunCreated, RunPublic, RunsPublic, RunStatus, SkipEventsPublic
+from app.options import RunCreate
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -27,7 +20,7 @@ def create_run(
     body: RunCreate, session: SessionDep, settings: SettingsDep, caller: CallerDep
 ) -> RunCreated:
     """Enumerate a study run's jobs and skip events, and enqueue the jobs."""
-    return crud.create_run(session=session, body=body, settings=settings, submitted_by=caller)
+    return submission.create_run(session=session, body=body, settings=settings, submitted_by=caller)
 
 
 @router.get("")

@@ -13,6 +13,7 @@ from app.study.simulate import extract_patches
 from worker.training.config import TrainConfig
 from worker.training.evaluate import (
     Reconstruction,
+    figure_title,
     save_comparison_png,
     scanned_box,
     stitch,
@@ -20,7 +21,6 @@ from worker.training.evaluate import (
     stitching_record,
 )
 from worker.training.metrics import METRIC_KEYS, compare, frc50
-from worker.training.runner import figure_title
 
 N = 32
 

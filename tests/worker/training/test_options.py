@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.models import TrainingOptions
+from app.options import TrainingOptions
 from worker.training.config import TrainConfig
 
 
