@@ -24,6 +24,18 @@ COVERAGE_FRACTION = 0.1
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # an 11-pixel Gaussian window, as torchmetrics uses
 BASELINE_NAME = "flat"
+# The quality metrics of a reconstruction (study.md §8), as the worker and the report name them.
+METRIC_KEYS = (
+    "amplitude_mae",
+    "phase_mae",
+    "amplitude_psnr",
+    "phase_psnr",
+    "amplitude_ssim",
+    "phase_ssim",
+    "amplitude_frc50",
+    "phase_frc50",
+    "phase_correlation",
+)
 
 
 def flat_baseline(test_path: str | Path) -> dict[str, float] | None:

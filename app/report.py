@@ -18,21 +18,10 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from app.baselines import BASELINE_NAME, flat_baseline
+from app.baselines import BASELINE_NAME, METRIC_KEYS, flat_baseline
 from app.errors import NotFound
 from app.models import Job, Run, RunStatus, SkipEvent, derive_run_status
 
-METRIC_KEYS = (
-    "amplitude_mae",
-    "phase_mae",
-    "amplitude_psnr",
-    "phase_psnr",
-    "amplitude_ssim",
-    "phase_ssim",
-    "amplitude_frc50",
-    "phase_frc50",
-    "phase_correlation",
-)
 # Which way is better, for readers and for the figure's labels.
 LOWER_IS_BETTER = frozenset({"amplitude_mae", "phase_mae"})
 VIEW_ORDER = {"baseline": 0, "dense": 1, "sparse": 2}

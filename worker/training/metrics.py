@@ -18,17 +18,10 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-METRIC_KEYS = (
-    "amplitude_mae",
-    "phase_mae",
-    "amplitude_psnr",
-    "phase_psnr",
-    "amplitude_ssim",
-    "phase_ssim",
-    "amplitude_frc50",
-    "phase_frc50",
-    "phase_correlation",
-)
+from app.baselines import METRIC_KEYS
+
+__all__ = ["METRIC_KEYS", "align_phase", "compare", "frc50", "frc_curve", "remove_plane", "wrap"]
+
 FRC_SMOOTHING_RINGS = 1.0
 
 
