@@ -1,4 +1,7 @@
-"""The app served by uvicorn in a thread, for clients that need a real socket (SSE, browsers)."""
+"""The app served by uvicorn in a thread, for clients that need a real socket (SSE, browsers).
+
+Test modules that talk to a live API import the fixtures below by name.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import uvicorn
+from sqlalchemy import Engine
 
 from app.cli.processes import free_port
 from app.core.config import Settings
+from app.core.db import make_engine
 from app.main import create_app
+from tests.api.conftest import StudyTree, make_study_tree
 
 
 @contextmanager
@@ -39,3 +47,32 @@ def serve_in_thread(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A data root and a SQLite database of the test's own."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    return Settings(data_root=data_root, database_url=f"sqlite:///{tmp_path / 'api.db'}")
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    """The API on a free loopback port; its base URL."""
+    with serve_in_thread(settings) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(settings: Settings, server: str) -> Iterator[Engine]:
+    """The served API's database (migrated by the server's start)."""
+    engine = make_engine(settings.resolved_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def study(settings: Settings) -> StudyTree:
+    """A small study tree under the data root."""
+    return make_study_tree(settings.data_root)

@@ -298,3 +298,23 @@ def _read_metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
             return parsed
     logger.info("%s: ignoring malformed optional key '_metadata'", path)
     return {}
+
+
+def read_square_complex(
+    path: str | Path, key: str, size: int, *, what: str, missing: str, expected: str
+) -> np.ndarray:
+    """`key` of an NPZ file, checked to be a complex (size, size) array.
+
+    `what` names the file in a not-found error; `missing` and `expected` say what was
+    expected when the key is absent or has the wrong kind or shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    with np.load(path, allow_pickle=False) as npz:
+        if key not in npz.files:
+            raise ContractError(path, key, missing, "missing")
+        array: np.ndarray = npz[key]
+    if array.dtype.kind != "c" or array.shape != (size, size):
+        raise ContractError(path, key, expected, describe(array))
+    return array

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.study.contract import ContractError, describe
+from app.study.contract import read_square_complex
 
 PUPIL_RADIUS_FRACTION = 1.0 / 8.0  # pupil radius in frequency bins, as a fraction of N
 DEFOCUS_SPREAD_FRACTION = 0.25  # geometric half-width of the defocused spot, fraction of N
@@ -43,14 +43,12 @@ def make_probe(size: int) -> np.ndarray:
 
 def load_probe(path: str | Path, size: int) -> np.ndarray:
     """The `probeGuess` of an NPZ file, checked to be complex (size, size)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"probe file not found: {path}")
-    with np.load(path, allow_pickle=False) as npz:
-        if "probeGuess" not in npz.files:
-            raise ContractError(path, "probeGuess", "a complex (N, N) probe", "missing")
-        probe = npz["probeGuess"]
-    if probe.dtype.kind != "c" or probe.shape != (size, size):
-        expected = f"complex array of shape (N, N) with N = {size}"
-        raise ContractError(path, "probeGuess", expected, describe(probe))
+    probe = read_square_complex(
+        path,
+        "probeGuess",
+        size,
+        what="probe",
+        missing="a complex (N, N) probe",
+        expected=f"complex array of shape (N, N) with N = {size}",
+    )
     return np.asarray(probe, dtype=np.complex128)

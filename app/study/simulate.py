@@ -33,7 +33,7 @@ from app.study.blocks import (
     default_workers,
     run_blocks,
 )
-from app.study.contract import ContractError, describe
+from app.study.contract import ContractError, read_square_complex
 from app.study.forward import centring_probe, extract_patches, forward_intensity, intensity_into
 from app.study.objects import make_object
 from app.study.phase_c_io import run_manifest, write_dose
@@ -105,16 +105,14 @@ def make_scene(config: SimulationConfig) -> Scene:
 
 def load_object(path: str | Path, size: int) -> np.ndarray:
     """The `objectGuess` of an NPZ file, checked to be complex (size, size) and finite."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"object file not found: {path}")
-    with np.load(path, allow_pickle=False) as npz:
-        if "objectGuess" not in npz.files:
-            raise ContractError(path, "objectGuess", "a complex (H, W) object", "missing")
-        obj = npz["objectGuess"]
-    if obj.dtype.kind != "c" or obj.shape != (size, size):
-        expected = f"complex array of shape ({size}, {size}), the simulation's object size"
-        raise ContractError(path, "objectGuess", expected, describe(obj))
+    obj = read_square_complex(
+        path,
+        "objectGuess",
+        size,
+        what="object",
+        missing="a complex (H, W) object",
+        expected=f"complex array of shape ({size}, {size}), the simulation's object size",
+    )
     if not np.all(np.isfinite(obj)):
         raise ContractError(path, "objectGuess", "finite values", "NaN or infinite values")
     return np.ascontiguousarray(obj, dtype=np.complex64)

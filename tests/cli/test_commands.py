@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,37 +20,10 @@ from app.cli import cli
 from app.cli.client import default_api_url
 from app.cli.processes import free_port
 from app.core.config import Settings
-from app.core.db import make_engine
-from tests.api.conftest import StudyTree, make_study_tree
+from tests.api.conftest import StudyTree
 from tests.api.run_states import claim, fail, report_epoch, succeed
-from tests.live_server import serve_in_thread
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    data_root = tmp_path / "data"
-    data_root.mkdir()
-    return Settings(data_root=data_root, database_url=f"sqlite:///{tmp_path / 'cli.db'}")
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    with serve_in_thread(settings) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(settings: Settings, server: str) -> Iterator[Engine]:
-    engine = make_engine(settings.resolved_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def study(settings: Settings) -> StudyTree:
-    return make_study_tree(settings.data_root)
 
 
 def submit(server: str, study: StudyTree, epochs: int = 3) -> int:

@@ -16,11 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import Engine
 
-from app.core.config import Settings
-from app.core.db import make_engine
-from tests.api.conftest import StudyTree, make_study_tree
+from tests.api.conftest import StudyTree
 from tests.api.run_states import claim, report_epoch, succeed
-from tests.live_server import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -45,31 +42,6 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    data_root = tmp_path / "data"
-    data_root.mkdir()
-    return Settings(data_root=data_root, database_url=f"sqlite:///{tmp_path / 'ui.db'}")
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
-    with serve_in_thread(settings) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(settings: Settings, server: str) -> Iterator[Engine]:
-    engine = make_engine(settings.resolved_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def study(settings: Settings) -> StudyTree:
-    return make_study_tree(settings.data_root)
 
 
 @pytest.fixture
