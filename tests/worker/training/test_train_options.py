@@ -48,7 +48,7 @@ def test_unet_without_validation_best_weights_and_ptychopinn_stitching(
     assert result["reference_val_loss"] is None
     assert result["weights"] == "best"
     assert result["stitching"] == {
-        "method": "ptychopinn", "weight": "central_crop", "crop": 24, "align_iterations": 0,
+        "method": "ptychopinn", "weight": "central_crop", "crop": 24, "phase_sync": "none",
     }  # fmt: skip
     assert "val_samples=0 " in (config.out_dir / "train.log").read_text()
 
