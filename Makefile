@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/simulate.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/learning.py $(LEARNING_ARGS)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/dispatch.py
