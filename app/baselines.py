@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from app.verdict import FLAT
+
 COVERAGE_FRACTION = 0.1
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # an 11-pixel Gaussian window, as torchmetrics uses
-BASELINE_NAME = "flat"
+BASELINE_NAME = FLAT
 # The quality metrics of a reconstruction (study.md §8), as the worker and the report name them.
 METRIC_KEYS = (
     "amplitude_mae",

@@ -28,6 +28,7 @@ from app.models import (
     derive_run_status,
 )
 from app.options import TrainingOptions
+from app.verdict import verdict, verdict_label
 
 DEFAULT_EPOCHS = TrainingOptions.model_fields["epochs"].default
 TERMINAL_RUN_STATUSES = frozenset(
@@ -54,6 +55,11 @@ class JobLive(BaseModel):
     eta_s: float | None = None
     final_loss: float | None = None
     metrics: dict[str, float | None] | None = None
+    # Judged against the worker's flat object (app.verdict); unjudged without one.
+    beats_flat: bool | None = None
+    learned: bool | None = None
+    collapsed: bool = False
+    verdict: str | None = None
     error: str | None = None
     cancel_requested: bool = False
     updated_at: datetime
@@ -126,6 +132,7 @@ def job_live(job: Job, total: int, mean_s: float | None, now: datetime) -> JobLi
     result = job.result or {}
     elapsed = _elapsed_s(job, now)
     metrics = result.get("metrics")
+    judged = verdict(result)
     return JobLive(
         id=job.id,
         position=job.position,
@@ -143,6 +150,8 @@ def job_live(job: Job, total: int, mean_s: float | None, now: datetime) -> JobLi
         eta_s=_round(job_eta_s(job, total, elapsed, mean_s)),
         final_loss=_finite(result.get("final_loss")),
         metrics={k: _finite(v) for k, v in metrics.items()} if isinstance(metrics, dict) else None,
+        **judged,
+        verdict=verdict_label(judged),
         error=job.error.strip().splitlines()[-1][:300] if job.error else None,
         cancel_requested=job.cancel_requested,
         updated_at=_aware(job.updated_at),

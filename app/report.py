@@ -4,8 +4,10 @@ One row per enumerated job and per skipped view, in study order (dose, then view
 values come from the job's result. Baselines come from the result too when the worker
 scored them (`baselines.<name>.ours`: "flat" and "input_only", stitched like the model);
 for a job without them (not trained yet, failed, or trained by an older worker) the flat
-baseline is computed here from the job's test split (`app.baselines`). CSV holds the same
-rows, each metric followed by its baselines (`<metric>_<baseline>`).
+baseline is computed here from the job's test split (`app.baselines`); `baseline_source`
+says which flat object a row holds, and its verdict (`app.verdict`) is judged against that
+one. CSV holds the same rows, each metric followed by its baselines (`<metric>_<baseline>`),
+then the skill against the flat object, the losses and the verdict.
 """
 
 from __future__ import annotations
@@ -18,18 +20,35 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from app.baselines import BASELINE_NAME, METRIC_KEYS, flat_baseline
+from app.baselines import METRIC_KEYS, flat_baseline
 from app.errors import NotFound
 from app.models import Job, Run, RunStatus, SkipEvent, derive_run_status
+from app.verdict import (
+    FLAT,
+    INPUT_ONLY,
+    LEARNED_MIN_PHASE_CORRELATION,
+    LEARNED_PHASE_MAE_DROP,
+    RULE,
+    SKILL_KEYS,
+    Verdict,
+    collapse_reason,
+    skill,
+    tally,
+    verdict,
+    verdict_label,
+)
 
 # Which way is better, for readers and for the figure's labels.
 LOWER_IS_BETTER = frozenset({"amplitude_mae", "phase_mae"})
 VIEW_ORDER = {"baseline": 0, "dense": 1, "sparse": 2}
-BASELINE_NAMES = (BASELINE_NAME, "input_only")
+BASELINE_NAMES = (FLAT, INPUT_ONLY)
 BASELINE_DESCRIPTIONS = {
-    BASELINE_NAME: "a flat object (one amplitude, constant phase): no learning at all",
-    "input_only": "the back-projected input patterns, stitched without any network",
+    FLAT: "a flat object (one amplitude, constant phase): no learning at all",
+    INPUT_ONLY: "the back-projected input patterns, stitched without any network",
 }
+# What a reader sees beside a number: "flat" alone reads like one of the study's views.
+BASELINE_LABELS = {FLAT: "flat object (no learning)", INPUT_ONLY: "input only (no network)"}
+SKILLED = ("model", INPUT_ONLY)
 
 
 class ReportRow(BaseModel):
@@ -43,8 +62,19 @@ class ReportRow(BaseModel):
     duration_s: float | None = None
     metrics: dict[str, float | None] = {}
     baselines: dict[str, dict[str, float | None]] = {}
-    baseline_source: str | None = None  # "result" (the worker's) or "test_split" (ours)
+    # The flat object's: "result" (the worker's, which the verdict then uses) or "test_split".
+    baseline_source: str | None = None
     skip_reason: str | None = None
+    # Against the flat object: "model" and "input_only" → metric → skill (1 perfect, 0 flat).
+    skill: dict[str, dict[str, float | None]] = {}
+    val_loss: float | None = None
+    reference_val_loss: float | None = None  # the ground truth's loss on the same samples
+    flat_val_loss: float | None = None  # the flat object's, before training
+    beats_flat: bool | None = None
+    learned: bool | None = None
+    collapsed: bool = False
+    collapse_reason: str | None = None
+    verdict: str | None = None  # "learned", "no better than flat", "collapsed, …"; None unjudged
 
 
 class StudyReport(BaseModel):
@@ -52,8 +82,14 @@ class StudyReport(BaseModel):
     status: RunStatus
     baseline_names: list[str] = list(BASELINE_NAMES)
     baseline_descriptions: dict[str, str] = dict(BASELINE_DESCRIPTIONS)
+    baseline_labels: dict[str, str] = dict(BASELINE_LABELS)
     metric_keys: list[str] = list(METRIC_KEYS)
     lower_is_better: list[str] = sorted(LOWER_IS_BETTER)
+    skill_keys: list[str] = list(SKILL_KEYS)
+    verdict_rule: str = RULE
+    learned_phase_mae_drop: float = LEARNED_PHASE_MAE_DROP
+    learned_min_phase_correlation: float = LEARNED_MIN_PHASE_CORRELATION
+    verdict_counts: dict[str, int] = {}  # word → jobs it applies to
     doses: list[float]
     views: list[str]
     rows: list[ReportRow]
@@ -75,6 +111,7 @@ def build_report(*, session: Session, run_id: int) -> StudyReport:
         doses=sorted({row.dose for row in rows}),
         views=views,
         rows=rows,
+        verdict_counts=tally(_row_verdict(row) for row in rows if row.job_id is not None),
     )
 
 
@@ -82,6 +119,9 @@ def _job_row(job: Job) -> ReportRow:
     result = job.result or {}
     metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
     baselines, source = _baselines(job, result)
+    flat = baselines.get(FLAT, {})
+    judged = verdict(result, flat)
+    scored = {"model": metrics or {}, INPUT_ONLY: baselines.get(INPUT_ONLY, {})}
     return ReportRow(
         dose=job.dose,
         view=job.view,
@@ -94,23 +134,33 @@ def _job_row(job: Job) -> ReportRow:
         metrics={key: _number(metrics.get(key)) for key in METRIC_KEYS} if metrics else {},
         baselines=baselines,
         baseline_source=source,
+        skill={name: skill(scored[name], flat) for name in SKILLED if scored[name] and flat},
+        val_loss=_number(result.get("val_loss")),
+        reference_val_loss=_number(result.get("reference_val_loss")),
+        flat_val_loss=_number(result.get("flat_val_loss")),
+        **judged,
+        collapse_reason=collapse_reason(result),
+        verdict=verdict_label(judged),
     )
+
+
+def _row_verdict(row: ReportRow) -> Verdict:
+    return {"beats_flat": row.beats_flat, "learned": row.learned, "collapsed": row.collapsed}
 
 
 def _baselines(job: Job, result: dict[str, Any]) -> tuple[dict[str, dict[str, float | None]], str]:
     scored = result.get("baselines")
-    if isinstance(scored, dict) and scored:
-        blocks = {}
-        for name, conventions in scored.items():
-            values = conventions.get("ours") if isinstance(conventions, dict) else None
-            if isinstance(values, dict):
-                blocks[name] = {key: _number(values.get(key)) for key in METRIC_KEYS}
-        if blocks:
-            return blocks, "result"
+    blocks: dict[str, dict[str, float | None]] = {}
+    for name, conventions in (scored if isinstance(scored, dict) else {}).items():
+        values = conventions.get("ours") if isinstance(conventions, dict) else None
+        if isinstance(values, dict):
+            blocks[name] = {key: _number(values.get(key)) for key in METRIC_KEYS}
+    if FLAT in blocks:
+        return blocks, "result"
     flat = flat_baseline(job.test_data_path)
-    if flat is None:
-        return {}, "test_split"
-    return {BASELINE_NAME: {key: _number(flat.get(key)) for key in METRIC_KEYS}}, "test_split"
+    if flat is not None:
+        blocks[FLAT] = {key: _number(flat.get(key)) for key in METRIC_KEYS}
+    return blocks, "test_split"
 
 
 def _skip_row(skip: SkipEvent) -> ReportRow:
@@ -136,7 +186,11 @@ def _int(value: Any) -> int | None:
 
 
 def report_csv(report: StudyReport) -> str:
-    """The report's rows as CSV: each metric, then its baselines (`<metric>_<baseline>`)."""
+    """The report's rows as CSV: each metric, then its baselines (`<metric>_<baseline>`).
+
+    After them the skill against the flat object (`<metric>_skill` for the model,
+    `<metric>_input_only_skill`), the losses and the verdict.
+    """
     head = ["dose", "view", "gridsize", "job_id", "status", "epochs_completed", "final_loss"]
     names = report.baseline_names
     metric_columns = [
@@ -144,13 +198,29 @@ def report_csv(report: StudyReport) -> str:
     ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*head, "duration_s", *metric_columns, "baseline_source", "skip_reason"])
+    skill_columns = [
+        f"{key}_skill" if name == "model" else f"{key}_{name}_skill"
+        for key in report.skill_keys
+        for name in SKILLED
+    ]
+    losses = ["val_loss", "reference_val_loss", "flat_val_loss"]
+    judged = ["beats_flat", "learned", "collapsed", "verdict"]
+    tail = [*skill_columns, *losses, *judged, "baseline_source", "skip_reason"]
+    writer.writerow([*head, "duration_s", *metric_columns, *tail])
     for row in report.rows:
         values: list[Any] = [row.dose, row.view, row.gridsize, row.job_id, row.status]
         values += [row.epochs_completed, row.final_loss, row.duration_s]
         for key in METRIC_KEYS:
             values.append(row.metrics.get(key))
             values += [row.baselines.get(name, {}).get(key) for name in names]
+        for key in report.skill_keys:
+            values += [row.skill.get(name, {}).get(key) for name in SKILLED]
+        values += [row.val_loss, row.reference_val_loss, row.flat_val_loss]
+        values += [_flag(row.beats_flat), _flag(row.learned), _flag(row.collapsed), row.verdict]
         values += [row.baseline_source, row.skip_reason]
         writer.writerow(["" if value is None else value for value in values])
     return buffer.getvalue()
+
+
+def _flag(value: bool | None) -> str | None:
+    return None if value is None else str(value).lower()

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from app.cli.client import PtychoClient
 from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
-from app.cli.tables import skips_table, summary_table
+from app.cli.tables import skips_table, summary_table, verdict_note
 from app.cli.watch import follow_run
 from app.core.config import Settings
 from app.study.demo_data import make_demo_data
@@ -176,6 +176,9 @@ def _submit_and_follow(
     status = _follow(client, run_id, options, console)
     manifest = client.manifest(run_id)
     console.print(summary_table(manifest))
+    note = verdict_note(manifest)
+    if note is not None:
+        console.print(note, highlight=False)
     console.print(skips_table(manifest["skipped_views"]))
     console.print(f"manifest: {Path(manifest['artifact_root']) / 'training_manifest.json'}")
     console.print(f"manifest URL (while the API runs): {client.manifest_url(run_id)}")

@@ -15,11 +15,12 @@ from rich.table import Table
 
 from app.cli.client import ACTIVE_JOB_STATUSES
 from app.cli.connect import API_URL_HELP, api, fail
+from app.cli.tables import verdict_cell
 from app.cli.watch import dose_text, duration, watch
 
 console = Console()
 if not console.is_terminal:
-    console = Console(width=200)  # pipes and logs: rich would fold tables at 80 columns
+    console = Console(width=240)  # pipes and logs: rich would fold tables at 80 columns
 
 REPORT_METRICS = (
     ("phase SSIM", "phase_ssim"),
@@ -116,7 +117,7 @@ def report(
     figure: Path | None = typer.Option(None, help="Also save the report figure (PNG) here"),
     api_url: str | None = typer.Option(None, help=API_URL_HELP),
 ) -> None:
-    """Show a run's quality per dose × view beside the flat baseline (model / flat)."""
+    """Show a run's quality per dose × view beside its baselines (model / flat / input only)."""
     with api(api_url) as client:
         if csv:
             sys.stdout.write(client.report_csv(run_id))
@@ -128,18 +129,38 @@ def report(
 
 
 def report_table(document: dict[str, Any]) -> Table:
-    """Rows in study order; each metric cell reads `model / flat baseline`."""
-    table = Table(title=f"run {document['run_id']} report: {document['status']}")
+    """Rows in study order; each metric cell reads `model / flat object / input only`, and
+    the verdict says in words whether the model beat the flat object (or collapsed)."""
+    labels = document.get("baseline_labels") or {}
+    caption = [
+        f"flat: {labels.get('flat', 'flat object (no learning)')}; "
+        f"input: {labels.get('input_only', 'input only (no network)')}; "
+        "skill: phase MAE against the flat object (1 perfect, 0 no better)"
+    ]
+    if document.get("verdict_rule"):
+        caption.append(str(document["verdict_rule"]))
+    counts = document.get("verdict_counts") or {}
+    if any(counts.values()):
+        caption.append("; ".join(f"{n} {word}" for word, n in counts.items() if n))
+    table = Table(
+        title=f"run {document['run_id']} report: {document['status']}",
+        caption="\n".join(caption),
+    )
     for column in ("dose", "view", "gs", "status", "epochs", "time"):
         table.add_column(column, justify="left" if column in ("view", "status") else "right")
     for label, _ in REPORT_METRICS:
-        table.add_column(f"{label}\nmodel / flat", justify="right")
+        table.add_column(f"{label}\nmodel / flat / input", justify="right")
+    table.add_column("phase MAE\nskill", justify="right")
+    table.add_column("verdict", justify="left", no_wrap=True)
     for row in document["rows"]:
         flat = row["baselines"].get("flat", {})
+        alone = row["baselines"].get("input_only", {})
         cells = [
             f"{_number(row['metrics'].get(key))} / {_number(flat.get(key))}"
+            f" / {_number(alone.get(key))}"
             for _, key in REPORT_METRICS
         ]
+        skill = (row.get("skill") or {}).get("model", {}).get("phase_mae")
         table.add_row(
             dose_text(row["dose"]),
             row["view"],
@@ -148,6 +169,8 @@ def report_table(document: dict[str, Any]) -> Table:
             str(row["epochs_completed"] if row["epochs_completed"] is not None else "-"),
             duration(row["duration_s"]),
             *cells,
+            _number(skill),
+            verdict_cell(row.get("verdict"), collapsed=bool(row.get("collapsed"))),
         )
     return table
 

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+
+from app.verdict import (
+    BEATS_FLAT_ONLY,
+    COLLAPSED,
+    LEARNED,
+    NO_BETTER_THAN_FLAT,
+    RULE,
+    flat_metrics,
+    tally,
+    verdict,
+    verdict_label,
+)
 
 METRIC_COLUMNS = (
     ("amp MAE", "amplitude_mae"),
@@ -18,6 +31,13 @@ STATUS_STYLE = {
     "cancelled": "yellow",
     "running": "cyan",
     "dry_run": "magenta",
+}
+# The colour only repeats what the word says: a pipe or a screen reader gets the word.
+VERDICT_STYLE = {
+    LEARNED: "green",
+    BEATS_FLAT_ONLY: "yellow",
+    NO_BETTER_THAN_FLAT: "bold red",
+    COLLAPSED: "bold red",
 }
 
 
@@ -34,6 +54,24 @@ def _dose(dose: float) -> str:
 def _status(status: str) -> str:
     style = STATUS_STYLE.get(status)
     return f"[{style}]{status}[/{style}]" if style else status
+
+
+def verdict_cell(label: str | None, *, collapsed: bool = False) -> str:
+    """A verdict's words ("no better than flat", "collapsed, …"), styled; `-` when unjudged."""
+    if not label:
+        return "-"
+    words = label.split(", ")
+    style = VERDICT_STYLE.get(COLLAPSED if collapsed else words[-1])
+    return f"[{style}]{escape(label)}[/{style}]" if style else escape(label)
+
+
+def verdict_summary(counts: dict[str, int], judged: int) -> str:
+    """One line for under a table: how many of the judged jobs each word applies to."""
+    if not judged:
+        return "no job judged against the flat object yet"
+    parts = [f"{counts.get(word, 0)} {word}" for word in (LEARNED, BEATS_FLAT_ONLY)]
+    parts += [f"{counts.get(word, 0)} {word}" for word in (NO_BETTER_THAN_FLAT, COLLAPSED)]
+    return f"of {judged} judged job(s): " + ", ".join(parts)
 
 
 def _epoch(progress: dict[str, Any]) -> str:
@@ -66,16 +104,23 @@ def progress_table(jobs: list[dict[str, Any]], *, title: str) -> Table:
 
 
 def summary_table(manifest: dict[str, Any]) -> Table:
-    """One row per job of a manifest: status, final loss and key quality metrics."""
+    """One row per job of a manifest: status, final loss, key quality metrics, the flat
+    object's phase MAE and the verdict; the caption counts the verdicts."""
     table = Table(title=f"run {manifest.get('run_id')} summary: {manifest.get('status')}")
     for column in ("dose", "view", "status", "epochs", "final loss"):
         table.add_column(column, justify="left" if column in ("view", "status") else "right")
     for label, _ in METRIC_COLUMNS:
         table.add_column(label, justify="right")
+    table.add_column("flat phase MAE", justify="right")
     table.add_column("time s", justify="right")
+    table.add_column("verdict", justify="left", no_wrap=True)
+    judged = []
     for job in manifest["jobs"]:
         result = job.get("result") or {}
         metrics = result.get("metrics") or {}
+        found = verdict(result)
+        if found["beats_flat"] is not None or found["collapsed"]:
+            judged.append(found)
         table.add_row(
             _dose(job["dose"]),
             job["view"],
@@ -83,9 +128,30 @@ def summary_table(manifest: dict[str, Any]) -> Table:
             str(result.get("epochs_completed", "-")),
             _number(result.get("final_loss")),
             *(_number(metrics.get(key), 3) for _, key in METRIC_COLUMNS),
+            _number(flat_metrics(result).get("phase_mae"), 3),
             _number(result.get("duration_s"), 3),
+            verdict_cell(verdict_label(found), collapsed=found["collapsed"]),
         )
+    table.caption = (
+        f"{verdict_summary(tally(judged), len(judged))}\nflat: a flat object (no learning); {RULE}"
+    )
     return table
+
+
+def verdict_note(manifest: dict[str, Any]) -> str | None:
+    """A line for after the summary when a trained job learned nothing; None when all did."""
+    found = [verdict(job.get("result")) for job in manifest["jobs"]]
+    flat = sum(1 for judged in found if judged["beats_flat"] is False)
+    collapsed = sum(1 for judged in found if judged["collapsed"])
+    judged = sum(1 for one in found if one["beats_flat"] is not None or one["collapsed"])
+    if not flat and not collapsed:
+        return None
+    said = [f"{flat} no better than flat"] if flat else []
+    said += [f"{collapsed} collapsed"] if collapsed else []
+    return (
+        f"[bold red]warning:[/bold red] of {judged} trained job(s), {', '.join(said)} "
+        "(flat: a flat object, no learning); see the verdict column"
+    )
 
 
 def short_reason(reason: str) -> str:

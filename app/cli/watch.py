@@ -42,7 +42,7 @@ def job_name(job: dict[str, Any]) -> str:
 
 
 def job_line(job: dict[str, Any]) -> str:
-    """One job's state in one line: status, epoch of total, loss, ETA or error."""
+    """One job's state in one line: status, epoch of total, loss, ETA or error, verdict."""
     parts = [f"{job_name(job)}: {job['status']}"]
     parts.append(f"epoch {job.get('epoch') or 0}/{job['epochs_total']}")
     if job.get("loss") is not None:
@@ -51,6 +51,8 @@ def job_line(job: dict[str, Any]) -> str:
         parts.append(f"ETA {duration(job.get('eta_s'))}")
     if job.get("error"):
         parts.append(f"error: {job['error']}")
+    if job.get("verdict"):
+        parts.append(f"verdict: {job['verdict']}")
     return ", ".join(parts)
 
 

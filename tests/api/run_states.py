@@ -52,13 +52,22 @@ def report_epoch(engine: Engine, job: ClaimedJob, epoch: int, epochs: int, loss:
     _log(job, f"epoch {epoch}/{epochs} train_loss={loss:.6g} val_loss={loss * 1.1:.6g}")
 
 
-def succeed(engine: Engine, job: ClaimedJob, epochs: int, **metrics: float) -> dict[str, Any]:
-    """Write the job's artifacts and complete it, as the worker does after training."""
+def succeed(
+    engine: Engine,
+    job: ClaimedJob,
+    epochs: int,
+    result: dict[str, Any] | None = None,
+    **metrics: float,
+) -> dict[str, Any]:
+    """Write the job's artifacts and complete it, as the worker does after training.
+
+    `result` adds or replaces result.json entries (e.g. `collapsed`, `flat_val_loss`)."""
     out = Path(job.artifact_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_png(out / "reconstruction.png")
     (out / "logs" / "csv").mkdir(parents=True, exist_ok=True)
     (out / "logs" / "csv" / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    extra = result or {}
     result = {
         "status": "succeeded",
         "final_loss": 0.25,
@@ -67,6 +76,7 @@ def succeed(engine: Engine, job: ClaimedJob, epochs: int, **metrics: float) -> d
         "metrics": {**METRICS, **metrics},
         "baselines": BASELINES,
         "reconstruction_png": "reconstruction.png",
+        **extra,
     }
     (out / "result.json").write_text(json.dumps(result))
     _log(job, "done status=succeeded")

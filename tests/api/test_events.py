@@ -102,6 +102,9 @@ def test_the_stream_carries_progress_and_ends_with_the_run(
     succeed(writer, first, epochs=3)
     done = next_event(events, "job", id=first.job_id, status="succeeded")
     assert done["metrics"]["phase_ssim"] == 0.5
+    # Its phase MAE is the worker's flat object's: the live state says so in words.
+    assert (done["beats_flat"], done["collapsed"]) == (False, False)
+    assert done["verdict"] == "no better than flat"
     assert done["epoch"] == 3
     assert next_event(events, "run")["counts"] == {"queued": 1, "succeeded": 1}
 
@@ -166,6 +169,7 @@ def test_progress_reads_epoch_of_total_and_eta(
     # Two of four epochs done in the elapsed time: as long again to go.
     assert running["eta_s"] == pytest.approx(running["elapsed_s"], abs=0.2)
     assert queued["eta_s"] is None
+    assert (running["verdict"], running["beats_flat"], running["learned"]) == (None, None, None)
     assert live["eta_s"] is None
     assert live["status"] == "running"
     assert live["skipped_views"][0]["view"] == "sparse"

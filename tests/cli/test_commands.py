@@ -122,9 +122,14 @@ def test_report_prints_a_table_csv_and_saves_the_figure(
 
     code, out = ptychojobs(server, "report", str(run_id), "--figure", str(tmp_path / "f.png"))
     assert code == 0, out
-    assert "model / flat" in out
-    assert "0.42 / 0.1" in out
+    assert "model / flat / input" in out
+    assert "0.42 / 0.1 / 0.2" in out  # phase SSIM: the model, the flat object, the input only
     assert "skipped" in out
+    # The model's phase MAE is the flat object's: the row says so in words.
+    baseline_row = next(line for line in out.splitlines() if "succeeded" in line)
+    assert "no better than flat" in baseline_row
+    assert "flat: flat object (no learning); input: input only (no network)" in out
+    assert "1 no better than flat" in out
     assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
 
     code, out = ptychojobs(server, "report", str(run_id), "--csv")
@@ -134,6 +139,8 @@ def test_report_prints_a_table_csv_and_saves_the_figure(
         ("dense", "failed"),
         ("sparse", "skipped"),
     ]
+    assert [row["verdict"] for row in rows] == ["no better than flat", "", ""]
+    assert rows[0]["phase_mae_input_only"] == "0.2"
 
 
 def test_an_unreachable_api_is_one_line_not_a_traceback(tmp_path: Path) -> None:

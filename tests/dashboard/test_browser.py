@@ -115,6 +115,10 @@ def test_the_run_page_follows_progress_live(
 
     expect(cells.nth(1).get_by_test_id("status")).to_have_text("succeeded")
     expect(cells.first).to_contain_text("0.61")
+    # Both models' phase MAE is the flat object's: each cell and the header say so in words.
+    expect(cells.first.get_by_test_id("verdict")).to_have_text("no better than flat")
+    expect(cells.nth(1).get_by_test_id("verdict")).to_have_text("no better than flat")
+    expect(page.get_by_test_id("run-verdicts")).to_contain_text("2 no better than flat")
     expect(page.get_by_test_id("live")).to_have_text("run ended")
     expect(page.get_by_test_id("run-header").get_by_test_id("status")).to_have_text("succeeded")
     image_loaded(page, "[data-testid=report-figure]")
@@ -127,7 +131,8 @@ def test_the_job_page_shows_curves_reconstruction_metrics_and_log(
     job = claim(engine, executor="slurm")
     report_epoch(engine, job, epoch=1, epochs=2, loss=0.5)
     report_epoch(engine, job, epoch=2, epochs=2, loss=0.25)
-    succeed(engine, job, epochs=2)
+    losses = {"flat_val_loss": 0.6, "reference_val_loss": 0.1}
+    succeed(engine, job, epochs=2, result=losses)
 
     page.goto(f"{server}/ui/jobs/{job.job_id}")
 
@@ -137,9 +142,15 @@ def test_the_job_page_shows_curves_reconstruction_metrics_and_log(
     chart = page.get_by_test_id("loss-chart")
     expect(chart.locator("circle")).to_have_count(4)  # train and val loss, two epochs
     expect(chart).to_contain_text("val_loss")
+    expect(chart.get_by_test_id("ref-flat-label")).to_have_text(
+        "flat object (no learning): val loss 0.6"
+    )
+    expect(chart.get_by_test_id("ref-truth-label")).to_have_text("ground truth: val loss 0.1")
     image_loaded(page, "[data-testid=reconstruction]")
     expect(page.get_by_test_id("metrics-table").locator("tbody tr")).to_have_count(9)
     expect(page.get_by_test_id("metrics-table")).to_contain_text("phase ssim")
+    expect(page.get_by_test_id("metrics-table")).to_contain_text("flat object (no learning)")
+    expect(page.get_by_test_id("job-verdict")).to_have_text("no better than flat")
     expect(page.get_by_test_id("log")).to_contain_text("epoch 2/2 train_loss=0.25")
 
 

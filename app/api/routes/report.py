@@ -24,7 +24,8 @@ def read_run_report(
     session: ReadSessionDep,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> StudyReport | Response:
-    """Read a run's study report: metrics per dose × view beside trivial baselines."""
+    """Read a run's study report: metrics per dose × view beside trivial baselines, the skill
+    against the flat object and a verdict per job ("learned", "no better than flat", …)."""
     report = build_report(session=session, run_id=run_id)
     if format == "csv":
         headers = {"Content-Disposition": f'inline; filename="run-{run_id}-report.csv"'}
@@ -38,6 +39,7 @@ def read_run_report(
     responses={200: {"content": {"image/png": {}}}},
 )
 def read_run_report_figure(run_id: RunId, session: ReadSessionDep) -> Response:
-    """Draw each metric against dose, one line per view, the flat baseline dashed."""
+    """Draw each metric against dose, one line per view: the flat object (no learning) dashed,
+    the input only (no network) dotted; and the model's phase MAE skill against the flat object."""
     png = report_figure_png(build_report(session=session, run_id=run_id))
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})

@@ -10,6 +10,11 @@ const SHOWN_METRICS = [
   ["phase MAE", "phase_mae", 3],
   ["phase corr", "phase_correlation", 2],
 ];
+const FLAT_LABEL = "flat object (no learning)";
+const INPUT_ONLY_LABEL = "input only (no network)";
+const VERDICT_TITLE = "Judged against a flat object (one amplitude, constant phase), " +
+  "what a model that learned nothing scores. Learned: phase MAE at least 20% below the " +
+  "flat object's and phase correlation at least 0.5.";
 
 // --- helpers -----------------------------------------------------------------------
 
@@ -38,7 +43,12 @@ function number(value, digits = 3) {
   if (typeof value !== "number" || !Number.isFinite(value)) return "–";
   return Math.abs(value) >= 1000 || (value !== 0 && Math.abs(value) < 0.001)
     ? value.toExponential(2)
-    : value.toPrecision(digits).replace(/\.?0+$/, (m) => (m.startsWith(".") ? "" : m));
+    : trimZeros(value.toPrecision(digits));
+}
+
+// "0.6000" → "0.6", "120.0" → "120", "1200" stays: only zeros after a decimal point go.
+function trimZeros(text) {
+  return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
 }
 
 function dose(value) {
@@ -55,6 +65,33 @@ function duration(seconds) {
 
 function badge(status) {
   return el("span", { class: `badge ${status}`, "data-testid": "status" }, status);
+}
+
+// A verdict in words ("no better than flat", "collapsed", "learned"); the colour only repeats it.
+function verdictKind(judged) {
+  if (judged.collapsed) return "collapsed";
+  if (judged.beats_flat === false) return "flat";
+  return judged.learned ? "learned" : "weak";
+}
+
+function verdictMark(judged, testid = "verdict") {
+  if (!judged || !judged.verdict) return null;
+  return el("span", { class: `verdict ${verdictKind(judged)}`, "data-testid": testid, title: VERDICT_TITLE },
+    judged.verdict);
+}
+
+function verdictSummary(jobs) {
+  const judged = jobs.filter((job) => job.verdict);
+  if (!judged.length) return null;
+  const counts = {};
+  for (const job of judged) {
+    for (const word of job.verdict.split(", ")) counts[word] = (counts[word] || 0) + 1;
+  }
+  const order = ["learned", "beats flat only", "no better than flat", "collapsed"];
+  const words = Object.keys(counts).sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  return el("span", { "data-testid": "run-verdicts", title: VERDICT_TITLE },
+    `against a ${FLAT_LABEL}: `, words.map((word) => `${counts[word]} ${word}`).join(", "),
+    ` (of ${judged.length} trained)`);
 }
 
 function bar(done, total) {
@@ -160,7 +197,8 @@ async function runPage() {
     matrix,
     el("h2", {}, "Quality against dose"),
     el("p", { class: "muted" },
-      "Solid: the model; dashed: the flat baseline (a constant object). ",
+      `Solid: the model; dashed: the ${FLAT_LABEL}; dotted: the ${INPUT_ONLY_LABEL}. ` +
+      "The last panel: the model's phase MAE skill against the flat object (0: no better). ",
       el("a", { href: `/runs/${runId}/report` }, "report JSON"), " · ",
       el("a", { href: `/runs/${runId}/report?format=csv` }, "CSV"), " · ",
       el("a", { href: `/manifests/${runId}` }, "manifest")),
@@ -188,7 +226,7 @@ async function runPage() {
   figure.addEventListener("load", figureDone);
   figure.addEventListener("error", figureDone);
   const renderAll = () => {
-    renderRunHeader(header, state.live);
+    renderRunHeader(header, state.live, [...state.jobs.values()]);
     renderMatrix(matrix, state.live, [...state.jobs.values()]);
   };
   followRun(runId, {
@@ -216,7 +254,7 @@ async function runPage() {
   });
 }
 
-function renderRunHeader(header, live) {
+function renderRunHeader(header, live, jobs) {
   const counts = Object.entries(live.counts).map(([status, n]) => `${n} ${status}`).join(", ");
   const ended = live.job_count - (live.counts.queued || 0) - (live.counts.running || 0);
   header.replaceChildren(
@@ -225,7 +263,8 @@ function renderRunHeader(header, live) {
       el("span", {}, `${live.job_count} jobs: ${counts || "none"}`),
       el("span", {}, `${live.skipped_count} skipped view(s)`),
       el("span", { "data-testid": "run-eta" },
-        live.terminal ? "finished" : `ETA ${duration(live.eta_s)}`)),
+        live.terminal ? "finished" : `ETA ${duration(live.eta_s)}`),
+      verdictSummary(jobs)),
     bar(ended, live.job_count));
 }
 
@@ -257,12 +296,15 @@ function jobCell(job) {
   ];
   if (job.loss !== null && job.loss !== undefined) lines.push(el("div", {}, `loss ${number(job.loss, 4)}`));
   if (ACTIVE.has(job.status)) lines.push(el("div", { class: "muted", "data-testid": "eta" }, `ETA ${duration(job.eta_s)}`));
+  const mark = verdictMark(job);
+  if (mark) lines.push(el("div", { class: "cell-verdict" }, mark));
   if (job.metrics) {
     lines.push(el("dl", { class: "metrics" }, SHOWN_METRICS.map(([label, key, digits]) =>
       [el("dt", {}, label), el("dd", {}, number(job.metrics[key], digits))])));
   }
   if (job.error) lines.push(el("div", { class: "error small" }, job.error));
-  return el("td", { class: `cell ${job.status}`, "data-testid": "job-cell", "data-job": job.id }, lines);
+  const judged = job.verdict ? ` judged-${verdictKind(job)}` : "";
+  return el("td", { class: `cell ${job.status}${judged}`, "data-testid": "job-cell", "data-job": job.id }, lines);
 }
 
 function skipCell(skip) {
@@ -297,12 +339,15 @@ async function jobPage() {
 
   let live = null;
   const render = () => renderJobHeader(header, job, live);
-  const refreshCurves = async () => drawCurves(curves, await getJSON(`/jobs/${jobId}/history`), live);
+  const refreshCurves = async () =>
+    drawCurves(curves, await getJSON(`/jobs/${jobId}/history`), live, job.result);
   const refreshResult = async () => {
     const [fresh, report] = await Promise.all([
       getJSON(`/jobs/${jobId}`), getJSON(`/runs/${job.run_id}/report`)]);
+    const resultChanged = JSON.stringify(fresh.result) !== JSON.stringify(job.result);
     job = fresh;
     renderMetrics(metrics, job, report.rows.find((row) => row.job_id === jobId));
+    if (resultChanged) await refreshCurves();  // its reference losses come with the result
     renderImages(images, job, await getJSON(`/jobs/${jobId}/artifacts`));
   };
   const tail = makeLogTail(log, jobId);
@@ -342,25 +387,35 @@ function renderJobHeader(header, job, live) {
     job.error ? el("pre", { class: "error" }, job.error.split("\n").slice(-6).join("\n")) : "");
 }
 
-// The job's metrics beside the report's trivial baselines for the same dose and view.
+// The job's metrics beside the report's trivial baselines for the same dose and view, the
+// skill against the flat object, and the report's verdict in words.
 function renderMetrics(container, job, row) {
   const result = job.result || {};
   const ours = result.metrics || {};
   const baselines = (row && row.baselines) || {};
   const flat = baselines.flat || {};
   const inputOnly = baselines.input_only || {};
+  const skill = (row && row.skill && row.skill.model) || {};
   const keys = Object.keys(ours);
   if (!keys.length) {
     container.replaceChildren(el("p", { class: "muted" }, "No metrics until the job has trained."));
     return;
   }
-  container.replaceChildren(el("table", { class: "metrics-table", "data-testid": "metrics-table" },
-    el("thead", {}, el("tr", {}, ["metric", "model", "flat", "input only"].map((h) => el("th", {}, h)))),
+  const judged = row && row.verdict
+    ? el("p", { class: "job-verdict" }, "Verdict: ", verdictMark(row, "job-verdict"), " ",
+      el("span", { class: "muted small" },
+        `phase MAE ${number(ours.phase_mae, 3)} against ${number(flat.phase_mae, 3)} for the ${FLAT_LABEL}`,
+        row.collapse_reason ? `; collapse: ${row.collapse_reason}` : ""))
+    : null;
+  container.replaceChildren(judged, el("table", { class: "metrics-table", "data-testid": "metrics-table" },
+    el("thead", {}, el("tr", {},
+      ["metric", "model", FLAT_LABEL, INPUT_ONLY_LABEL, "skill vs flat"].map((h) => el("th", {}, h)))),
     el("tbody", {}, keys.map((key) => el("tr", {},
       el("td", {}, key.replaceAll("_", " ")),
       el("td", { class: "num" }, number(ours[key], 4)),
       el("td", { class: "num muted" }, number(flat[key], 4)),
-      el("td", { class: "num muted" }, number(inputOnly[key], 4)))))),
+      el("td", { class: "num muted" }, number(inputOnly[key], 4)),
+      el("td", { class: "num" }, number(skill[key], 2)))))),
     el("p", { class: "muted small" }, `final loss ${number(result.final_loss, 4)}, `,
       `${result.epochs_completed ?? "–"} epochs, ${duration(result.duration_s)}; baselines `,
       row && row.baseline_source === "result" ? "scored by the worker" : "from the test split"));
@@ -406,14 +461,21 @@ function makeLogTail(pre, jobId) {
   };
 }
 
-// An SVG line chart of per-epoch losses (and the live loss of the epoch in training).
-function drawCurves(container, history, live) {
+// An SVG line chart of per-epoch losses (and the live loss of the epoch in training), with
+// the flat object's and the ground truth's validation losses as labelled horizontal lines:
+// a val loss that never leaves the flat object's line is a model that learned nothing.
+function drawCurves(container, history, live, result) {
   const series = {};
   for (const point of history.data) {
     for (const [name, value] of Object.entries(point.losses)) {
+      if (!name.endsWith("loss")) continue;  // a learning rate on the same line is no loss
       (series[name] = series[name] || []).push([point.epoch, value]);
     }
   }
+  const references = [
+    ["ref-flat", `${FLAT_LABEL}`, (result || {}).flat_val_loss],
+    ["ref-truth", "ground truth", (result || {}).reference_val_loss],
+  ].filter(([, , value]) => typeof value === "number" && Number.isFinite(value));
   if (live && live.status === "running" && typeof live.loss === "number" && live.epoch) {
     series["live loss"] = [[live.epoch, live.loss]];
   }
@@ -424,7 +486,7 @@ function drawCurves(container, history, live) {
   }
   const W = 520, H = 260, L = 64, R = 12, T = 12, B = 36;
   const xs = names.flatMap((n) => series[n].map((p) => p[0]));
-  const ys = names.flatMap((n) => series[n].map((p) => p[1]));
+  const ys = names.flatMap((n) => series[n].map((p) => p[1])).concat(references.map((r) => r[2]));
   const xMax = Math.max(history.epochs_total || 1, ...xs), xMin = 1;
   let yMin = Math.min(...ys), yMax = Math.max(...ys);
   if (yMin === yMax) { yMin -= 0.5; yMax += 0.5; }
@@ -456,6 +518,11 @@ function drawCurves(container, history, live) {
     add("text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", class: "tick" }, x);
   }
   add("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", class: "tick" }, "epoch");
+  for (const [kind, label, value] of references) {
+    add("line", { x1: L, y1: sy(value), x2: W - R, y2: sy(value), class: `ref ${kind}`, "data-testid": kind });
+    add("text", { x: L + 6, y: sy(value) - 4, class: `ref-label ${kind}`, "data-testid": `${kind}-label` },
+      `${label}: val loss ${number(value, 4)}`);
+  }
   names.forEach((name, i) => {
     const points = series[name];
     const cls = `series s${i}`;
