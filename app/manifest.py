@@ -27,6 +27,7 @@ from sqlmodel import Session
 from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
 from app.paths import FILESYSTEM_ROOT, confined_dir, open_in
+from app.study.overlap_lookup import ProbeOverlaps
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
         history.setdefault(attempt["job_id"], []).append(_attempt_entry(attempt))
     statuses = [JobStatus(job["status"]) for job in jobs]
     skipped_views = [_skip_entry(skip) for skip in skips]
+    overlaps = ProbeOverlaps(run.phase_d_root)
     # The study's keys first, then ours: ours extend its schema and never replace a key.
     return {
         "timestamp": isoformat_z(datetime.now(UTC)),
@@ -74,7 +76,7 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
         "artifact_root": run.artifact_root,
         "filters": {key: run.filters.get(key) for key in FILTER_KEYS},
         "dry_run": run.dry_run,
-        "jobs": [_job_entry(job, history.get(job["id"], [])) for job in jobs],
+        "jobs": [_job_entry(job, history.get(job["id"], []), overlaps) for job in jobs],
         "skipped_views": skipped_views,
         "skipped_count": len(skipped_views),
         "skip_summary_path": SKIP_SUMMARY_NAME,
@@ -204,7 +206,9 @@ def _counts(statuses: Iterable[JobStatus]) -> dict[str, int]:
     return {status.value: tally.get(status, 0) for status in JobStatus}
 
 
-def _job_entry(job: RowMapping, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+def _job_entry(
+    job: RowMapping, attempts: list[dict[str, Any]], overlaps: ProbeOverlaps
+) -> dict[str, Any]:
     status = JobStatus(job["status"]).value
     result = _json_safe(dict(job["result"] or {}))
     # The job's status is the authority; training's own word (e.g. "stopped") is kept aside.
@@ -212,6 +216,10 @@ def _job_entry(job: RowMapping, attempts: list[dict[str, Any]]) -> dict[str, Any
     if training_status not in (None, status):
         result["training_status"] = training_status
     metrics = result.get("metrics")
+    # Phase D's measure of the job's own files: the view's splits, or a baseline's Phase C scan.
+    probe_overlap, probe_overlap_reason = overlaps.for_job(
+        job["train_data_path"], job["test_data_path"]
+    )
     entry = {key: job[key] for key in STUDY_JOB_KEYS}
     entry["dose"] = float(entry["dose"])
     entry["result"] = {"status": status, **result}
@@ -227,6 +235,8 @@ def _job_entry(job: RowMapping, attempts: list[dict[str, Any]]) -> dict[str, Any
         timings={key: isoformat_z(job[key]) for key in ("created_at", "started_at", "finished_at")},
         metrics=metrics if isinstance(metrics, dict) else None,
         error=job["error"],
+        probe_overlap=_json_safe(probe_overlap),  # a hand-edited file may hold NaN
+        probe_overlap_reason=probe_overlap_reason,
     )
     return entry
 

@@ -5,6 +5,10 @@ which positions to keep. A view is written only when both of its splits are acce
 `<out>/dose_<int>/<view>/<view>_{train,test}.npz`; otherwise no NPZ exists for it (stale
 ones from an earlier run are removed) and the records say why. Every record, accepted or
 rejected, goes to `<out>/overlap_manifest.json`; a rejection never stops the other views.
+
+Each record also holds `probe_overlap`, how much the probe discs of the positions it kept
+overlap (app.study.probe_overlap; null when it kept none), and the manifest's `phase_c`
+list holds the same measure for every Phase C split in full (what a baseline job trains on).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from app.core.files import utc_timestamp, write_json_atomic
 from app.study.contract import SplitData, load_split
 from app.study.design import OVERLAP_VIEWS, StudyDesign, dose_dirname
 from app.study.npz import NpzWriter
+from app.study.probe_overlap import definition, measure_probe_overlap
 from app.study.selection import MinAcceptance, Selection, select_positions, spacing_metrics
 
 logger = logging.getLogger(__name__)
@@ -75,8 +80,10 @@ def build_overlap_views(
     chosen_views = _check_views(views if views is not None else default_views)
     mode = design.min_acceptance if min_acceptance is None else min_acceptance
     records: list[dict[str, Any]] = []
+    scans: list[dict[str, Any]] = []
     for number, dose in enumerate(chosen_doses, start=1):
         splits = {split: load_split(_phase_c_file(phase_c, dose, split)) for split in SPLITS}
+        scans += [_scan_record(dose, split, data, design) for split, data in splits.items()]
         for view in chosen_views:
             records += _build_view(phase_d, dose, view, splits, design, mode)
         if progress is not None:
@@ -87,6 +94,8 @@ def build_overlap_views(
         "phase_c_root": str(phase_c),
         "min_acceptance_mode": "geometry" if mode == "geometry" else "fixed",
         "records": records,
+        "probe_overlap_definition": definition(design.neighbor_count),
+        "phase_c": scans,
     }
     write_json_atomic(manifest_path, manifest)
     return OverlapReport(manifest_path=manifest_path, records=records)
@@ -94,6 +103,16 @@ def build_overlap_views(
 
 def _phase_c_file(phase_c: Path, dose: float, split: str) -> Path:
     return phase_c / dose_dirname(dose) / f"patched_{split}.npz"
+
+
+def _scan_record(dose: float, split: str, data: SplitData, design: StudyDesign) -> dict[str, Any]:
+    """The probe-disc overlap of a Phase C split's full scan."""
+    return {
+        "dose": float(dose),
+        "split": split,
+        "path": str(data.path),
+        "probe_overlap": _measure(data, np.ones(data.n, dtype=bool), design),
+    }
 
 
 def _check_doses(phase_c: Path, doses: Sequence[float] | None) -> list[float]:
@@ -145,21 +164,36 @@ def _build_view(
     records = []
     for split, selection in selections.items():
         path = directory / f"{view}_{split}.npz"
+        measured = _measure(splits[split], selection.mask, design)
         if written:
-            _write_view(path, splits[split], selection, view)
+            _write_view(path, splits[split], selection, view, measured)
         reason = selection.reason
         if selection.accepted and not written:
             other = next(s for s, sel in selections.items() if not sel.accepted)
             reason = f"view not written: the {other} split was rejected"
-        records.append(_record(dose, view, split, selection, reason, path if written else None))
+        kept_path = path if written else None
+        records.append(_record(dose, view, split, selection, reason, kept_path, measured))
         logger.info("dose %g %s %s: %s", dose, view, split, reason or "accepted")
     if not written:
         _remove_stale(directory, view)
     return records
 
 
+def _measure(data: SplitData, keep: np.ndarray, design: StudyDesign) -> dict[str, Any] | None:
+    """The probe-disc overlap of the positions `keep` selects."""
+    return measure_probe_overlap(
+        data.xcoords[keep], data.ycoords[keep], data.probe, neighbor_count=design.neighbor_count
+    )
+
+
 def _record(
-    dose: float, view: str, split: str, selection: Selection, reason: str | None, path: Path | None
+    dose: float,
+    view: str,
+    split: str,
+    selection: Selection,
+    reason: str | None,
+    path: Path | None,
+    probe_overlap: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "dose": float(dose),
@@ -176,10 +210,17 @@ def _record(
         "n_accepted": selection.n_accepted,
         "reason": reason,
         "path": None if path is None else str(path),
+        "probe_overlap": probe_overlap,
     }
 
 
-def _write_view(path: Path, data: SplitData, selection: Selection, view: str) -> None:
+def _write_view(
+    path: Path,
+    data: SplitData,
+    selection: Selection,
+    view: str,
+    probe_overlap: dict[str, Any] | None,
+) -> None:
     """Filtered per-scan arrays, the globals copied, and the spacing metrics."""
     keep = selection.mask
     spacing = spacing_metrics(data.xcoords[keep], data.ycoords[keep])
@@ -192,6 +233,7 @@ def _write_view(path: Path, data: SplitData, selection: Selection, view: str) ->
         "n_accepted": selection.n_accepted,
         "acceptance_rate": selection.acceptance_rate,
         "source": str(data.path),
+        "probe_overlap": probe_overlap,
     }
     with NpzWriter(path) as writer:
         for key in _PER_SCAN_KEYS:

@@ -17,7 +17,7 @@ from tests.study.conftest import SMALL
 RECORD_KEYS = {
     "dose", "view", "split", "status", "strategy", "direct_rate", "greedy_rate",
     "acceptance_rate", "min_acceptance", "threshold_px", "n_positions", "n_accepted",
-    "reason", "path",
+    "reason", "path", "probe_overlap",
 }  # fmt: skip
 
 
