@@ -2,6 +2,7 @@
 
 The flat baseline is a constant object: the ground truth's mean amplitude over the scanned
 region, and a constant phase. It is scored like the worker scores a model (same alignment,
+each image's own linear phase ramp removed first,
 PSNR and SSIM definitions) on the test split's scanned region: the bounding box of the scan
 positions, keeping pixels whose |probe|² coverage reaches a tenth of the probe's peak. The
 worker places patches with sub-pixel shifts and, for gridsize 2, only the test groups it
@@ -85,6 +86,7 @@ def scanned_region(
 
 def score_flat(gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """The worker's metrics for a constant reconstruction of `gt` on `mask`."""
+    gt = remove_phase_ramp(gt, mask)  # a flat image has no ramp of its own to remove
     gt_amp = np.abs(gt)
     gt_phase = np.where(mask, np.angle(gt), np.angle(gt)[mask].mean())
     gt_phase = align_phase(gt_phase, gt_phase, mask)
@@ -101,6 +103,27 @@ def score_flat(gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         "phase_frc50": 0.0,
         "phase_correlation": 0.0,
     }
+
+
+def phase_ramp(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(kx, ky) in rad/pixel: the image's own mean phase step between neighbouring pixels,
+    the angle of Σ z(r + 1) · conj(z(r)) over pairs inside the mask along each axis."""
+    z = np.where(mask, image, 0.0).astype(np.complex128)
+    steps = []
+    for axis in (1, 0):
+        ahead = np.take(z, np.arange(1, z.shape[axis]), axis=axis)
+        behind = np.take(z, np.arange(z.shape[axis] - 1), axis=axis)
+        total = np.sum(ahead * np.conj(behind))
+        steps.append(float(np.angle(total)) if abs(total) > 0 else 0.0)
+    return steps[0], steps[1]
+
+
+def remove_phase_ramp(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with its own linear phase ramp (`phase_ramp`) taken out."""
+    kx, ky = phase_ramp(image, mask)
+    rows, cols = np.indices(image.shape)
+    flattened: np.ndarray = image * np.exp(-1j * (kx * cols + ky * rows))
+    return flattened
 
 
 def align_phase(rec_phase: np.ndarray, gt_phase: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ MAX_GROUPS = 1_000_000
 MAX_LR = 1.0
 MAX_DEVICES = 64
 MAX_LOADER_WORKERS = 64
+MAX_RESEEDS = 10
 
 
 class TrainingOptions(BaseModel):
@@ -63,6 +64,35 @@ class TrainingOptions(BaseModel):
     )
     stitch_crop: int = PydanticField(
         20, ge=1, le=1024, description="Central crop M of PtychoPINN's stitching, pixels"
+    )
+    lr_schedule: Literal["plateau", "cosine", "none"] = PydanticField(
+        "plateau",
+        description="plateau: multiply lr by lr_factor after lr_patience epochs without a "
+        "better validation loss (PtychoPINN's ReduceLROnPlateau); cosine; none",
+    )
+    lr_factor: float = PydanticField(0.5, gt=0, lt=1, allow_inf_nan=False)
+    lr_patience: int = PydanticField(2, ge=0, le=MAX_EPOCHS)
+    min_lr: float = PydanticField(
+        1e-4,
+        ge=0,
+        le=MAX_LR,
+        allow_inf_nan=False,
+        description="Floor of the plateau schedule (an lr below it is never raised)",
+    )
+    early_stop_patience: int = PydanticField(
+        3, ge=0, le=MAX_EPOCHS, description="Epochs without a better validation loss; 0: off"
+    )
+    reseed_on_collapse: int = PydanticField(
+        0,
+        ge=0,
+        le=MAX_RESEEDS,
+        description="Train again from a new seed, up to this many times, when the model "
+        "collapses to the flat object",
+    )
+    border_phase: Literal["swish", "full"] = PydanticField(
+        "swish",
+        description="ptychopinn network: PtychoPINN's swish border phase, or the full "
+        "π·tanh range outside the centre",
     )
 
 

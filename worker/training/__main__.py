@@ -18,10 +18,12 @@ from typing import Any
 from worker.training.config import (
     ACCELERATORS,
     ARCHITECTURES,
+    BORDER_PHASES,
     INPUTS,
     KEEP_WEIGHTS,
     LOGGERS,
     LOSSES,
+    LR_SCHEDULES,
     STITCHINGS,
     TrainConfig,
 )
@@ -55,6 +57,13 @@ _OPTIONS = {
     "keep_weights": "keep_weights",
     "stitching": "stitching",
     "stitch_crop": "stitch_crop",
+    "lr_schedule": "lr_schedule",
+    "lr_factor": "lr_factor",
+    "lr_patience": "lr_patience",
+    "min_lr": "min_lr",
+    "early_stop_patience": "early_stop_patience",
+    "reseed_on_collapse": "reseed_on_collapse",
+    "border_phase": "border_phase",
 }
 _REQUIRED = ("train", "test", "out", "gridsize", "nphotons")
 
@@ -103,6 +112,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"default {defaults.keep_weights}")  # fmt: skip
     parser.add_argument("--stitching", choices=STITCHINGS, help=f"default {defaults.stitching}")
     parser.add_argument("--stitch-crop", type=int, help=f"default {defaults.stitch_crop}")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                        help=f"default {defaults.lr_schedule}")  # fmt: skip
+    parser.add_argument("--lr-factor", type=float, help=f"default {defaults.lr_factor}")
+    parser.add_argument("--lr-patience", type=int, help=f"default {defaults.lr_patience}")
+    parser.add_argument("--min-lr", type=float, help=f"default {defaults.min_lr}")
+    parser.add_argument("--early-stop-patience", type=int,
+                        help=f"default {defaults.early_stop_patience} (0: off)")  # fmt: skip
+    parser.add_argument("--reseed-on-collapse", type=int,
+                        help=f"default {defaults.reseed_on_collapse}")  # fmt: skip
+    parser.add_argument("--border-phase", choices=BORDER_PHASES,
+                        help=f"default {defaults.border_phase}")  # fmt: skip
     parser.add_argument(
         "--resume",
         action="store_true",

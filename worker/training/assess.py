@@ -27,6 +27,7 @@ from worker.training.evaluate import (
     Reconstruction,
     predict_patches,
     reconstruct_patches,
+    reference_loss,
     stitching_record,
 )
 from worker.training.metrics import compare
@@ -59,6 +60,7 @@ class Assessment:
     skill: dict[str, dict[str, float | None]]  # convention → metric → skill vs flat
     reconstruction: Reconstruction
     stitching: dict[str, object]
+    patches: np.ndarray  # the model's (S, C, N, N) test patches, before stitching
 
     def to_result(self) -> dict[str, Any]:
         """The result.json entries: ours stays under `metrics`, the rest beside it."""
@@ -87,11 +89,24 @@ def score(result: Reconstruction) -> Blocks:
     }
 
 
-def flat_level(data: PtychoDataModule) -> float:
-    """The flat object's amplitude that matches the test split's mean counts."""
-    energy = float(np.mean(np.sum(data.test_split.diffraction.astype(np.float64) ** 2, (1, 2))))
-    probe_energy = float(np.sum(np.abs(data.test_probe.astype(np.complex128)) ** 2))
+def flat_level(data: PtychoDataModule, which: str = "test") -> float:
+    """The flat object's amplitude that matches the mean counts of a split ("test", or
+    "train" for the train split's validation samples)."""
+    split = data.test_split if which == "test" else data.train_split
+    probe = data.test_probe if which == "test" else data.probe
+    energy = float(np.mean(np.sum(split.diffraction.astype(np.float64) ** 2, (1, 2))))
+    probe_energy = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
     return math.sqrt(energy / probe_energy) if probe_energy > 0 else 1.0
+
+
+def flat_loss(model: LitPtychoPINN, data: PtychoDataModule, which: str = "val") -> float:
+    """The loss of the flat object (`flat_level`) on the `which` samples under the model's
+    current physics: what a network that learned nothing still scores."""
+    split = data.test_split if which == "test" else data.train_split
+    level = flat_level(data, "test" if which == "test" else "train")
+    n = split.diffraction.shape[-1]
+    flat = np.full((split.diffraction.shape[0], n, n), level, dtype=np.complex64)
+    return reference_loss(model, data, which, patches=flat)
 
 
 def input_only_patches(data: PtychoDataModule) -> np.ndarray:
@@ -131,4 +146,5 @@ def assess(
         skill={c: skill(scores["model"][c], scores["flat"][c], c) for c in CONVENTIONS},
         reconstruction=stitched["model"],
         stitching=stitching_record(stitching, crop),
+        patches=patches["model"],
     )

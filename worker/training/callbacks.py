@@ -104,6 +104,12 @@ class EpochHistory(Callback):
         self.train_log = log
         self.epochs = epochs
         self.history: list[dict[str, float | int | bool]] = []
+        self._lr: float | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The rate this epoch trains at (a plateau schedule may lower it once it ends).
+        optimizers = trainer.optimizers
+        self._lr = float(optimizers[0].param_groups[0]["lr"]) if optimizers else None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -116,8 +122,12 @@ class EpochHistory(Callback):
             "complete": complete,
             **metrics,
         }
+        if self._lr is not None:
+            row["lr"] = self._lr
         self.history.append(row)
         shown = " ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items()))
+        if self._lr is not None:
+            shown += f" lr={self._lr:.3g}"
         partial = "" if complete else " (stopped early)"
         self.train_log.write(f"epoch {epoch_number(trainer)}/{self.epochs} {shown}{partial}")
 

@@ -13,6 +13,8 @@ ARCHITECTURES = ("ptychopinn", "unet")
 INPUTS = ("amplitudes", "amplitudes+backprop")
 STITCHINGS = ("ours", "ptychopinn")
 KEEP_WEIGHTS = ("final", "best")
+LR_SCHEDULES = ("plateau", "cosine", "none")
+BORDER_PHASES = ("swish", "full")
 MAX_VAL_FRACTION = 0.5
 
 
@@ -38,6 +40,15 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 16
     lr: float = 1e-3
+    # PtychoPINN's recipe: ReduceLROnPlateau on the validation loss (factor 0.5, patience 2,
+    # down to 1e-4) and EarlyStopping on it (patience 3; 0 turns it off).
+    lr_schedule: str = "plateau"
+    lr_factor: float = 0.5
+    lr_patience: int = 2
+    min_lr: float = 1e-4
+    early_stop_patience: int = 3
+    # A job whose output stays the flat object is trained again from a new seed, N times.
+    reseed_on_collapse: int = 0
     n_groups: int = 512
     neighbor_count: int = 7
     loss: str = "poisson"
@@ -47,6 +58,9 @@ class TrainConfig:
     inputs: str = "amplitudes"
     probe_trainable: bool = False
     gain_trainable: bool = False
+    # The phase decoder's border term (outside the centre N/2): PtychoPINN's swish, floored
+    # near -0.28 rad, or "full": π·tanh like the centre.
+    border_phase: str = "swish"
     # Held out of the train split for the validation loss (the test split never is).
     val_fraction: float = 0.05
     keep_weights: str = "final"
@@ -80,6 +94,8 @@ class TrainConfig:
             "inputs": (self.inputs, INPUTS),
             "stitching": (self.stitching, STITCHINGS),
             "keep_weights": (self.keep_weights, KEEP_WEIGHTS),
+            "lr_schedule": (self.lr_schedule, LR_SCHEDULES),
+            "border_phase": (self.border_phase, BORDER_PHASES),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -103,8 +119,15 @@ class TrainConfig:
                 f"TrainConfig.val_fraction: expected 0 to {MAX_VAL_FRACTION}, "
                 f"got {self.val_fraction!r}"
             )
-        if self.num_workers < 0:
-            raise ValueError(f"TrainConfig.num_workers: expected >= 0, got {self.num_workers}")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ValueError(
+                f"TrainConfig.lr_factor: expected 0 < factor < 1, got {self.lr_factor!r}"
+            )
+        if not self.min_lr >= 0.0:
+            raise ValueError(f"TrainConfig.min_lr: expected >= 0, got {self.min_lr!r}")
+        for name in ("num_workers", "lr_patience", "early_stop_patience", "reseed_on_collapse"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name}: expected >= 0, got {getattr(self, name)}")
         if self.gridsize == 2 and self.neighbor_count < 4:
             raise ValueError(
                 f"TrainConfig.neighbor_count: expected >= 4 for gridsize 2, "

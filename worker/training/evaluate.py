@@ -75,23 +75,30 @@ def predict_patches(
 
 
 @torch.no_grad()
-def reference_loss(model: LitPtychoPINN, data: PtychoDataModule, which: str = "test") -> float:
+def reference_loss(
+    model: LitPtychoPINN,
+    data: PtychoDataModule,
+    which: str = "test",
+    patches: np.ndarray | None = None,
+) -> float:
     """Loss of the ground-truth patches on `which` samples ("test" or "val"): the loss a
-    perfect reconstruction would score under the model's current physics."""
+    perfect reconstruction would score under the model's current physics. `patches`, one
+    (N, N) complex patch per position of the split, stands in for the truth (e.g. a flat
+    object's)."""
     samples = data.test_samples if which == "test" else data.val_samples
     split = data.test_split if which == "test" else data.train_split
     if samples.size == 0:
         return float("nan")
-    truth = ground_truth_patches(split)
+    truth = ground_truth_patches(split) if patches is None else patches
     device = model.probe.device
     weighted = 0.0
     for start in range(0, samples.size, EVAL_BATCH_SIZE):
         block = slice(start, start + EVAL_BATCH_SIZE)
-        patches = torch.from_numpy(truth[samples.indices[block]]).to(device)
+        chosen = torch.from_numpy(truth[samples.indices[block]]).to(device)
         offsets = torch.from_numpy(samples.offsets[block]).to(device)
         diffraction = torch.from_numpy(samples.diffraction[block]).to(device)
-        loss = model.loss(model.predicted_amplitude(patches, offsets), diffraction)
-        weighted += float(loss) * len(patches)
+        loss = model.loss(model.predicted_amplitude(chosen, offsets), diffraction)
+        weighted += float(loss) * len(chosen)
     return weighted / samples.size
 
 

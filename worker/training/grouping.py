@@ -1,4 +1,12 @@
-"""Samples for the network: single patterns (gridsize 1) or groups of 4 neighbours (gridsize 2)."""
+"""Samples for the network: single patterns (gridsize 1) or groups of 4 neighbours (gridsize 2).
+
+Gridsize-2 groups follow PtychoPINN's "sample then group" rule (ptycho/raw_data.py,
+`generate_grouped_data` → `_generate_groups_efficiently`): draw the seed positions without
+replacement, at most one per position; take each seed's K nearest neighbours, the seed
+itself left out (a KD-tree query of K + 1 minus its first hit); choose the C = gridsize²
+members uniformly among those K, without replacement. More groups than positions come only
+on request (PtychoPINN's `enable_oversampling`), never by silently repeating seeds.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
+
+# Redraws that make repeated seeds give different member sets; with K = 7 and C = 4 a seed
+# has 35 sets, so a few rounds clear every clash but the unavoidable ones.
+_REDRAW_ROUNDS = 16
 
 
 @dataclass(frozen=True)
@@ -29,25 +41,39 @@ def single_patterns(n: int) -> Groups:
 
 
 def neighbour_groups(
-    xy: np.ndarray, seeds: np.ndarray, *, members: int, neighbor_count: int, seed: int
+    xy: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    members: int,
+    neighbor_count: int,
+    seed: int,
+    include_seed: bool = False,
 ) -> Groups:
-    """Group each seed position with `members - 1` of its K nearest neighbours, chosen by seed.
+    """One group of `members` patterns per entry of `seeds`, drawn among its K nearest.
 
-    The seed always belongs to its group; the others are drawn without replacement from its
-    K - 1 nearest neighbours (K = neighbor_count, capped by the number of positions), so
-    repeated seeds still give different groups. Members are ordered as a 2×2 grid: the two
-    upper ones (smaller y) first, each pair left to right.
+    The candidates are the seed's K nearest other positions (K = neighbor_count, at most
+    n - 1). As in PtychoPINN, the members are `members` distinct candidates drawn uniformly,
+    so the seed itself need not be one; the seed joins the candidates only when fewer than
+    `members` exist. With `include_seed` the seed is always a member and the other
+    `members - 1` are drawn among the candidates (what evaluation needs: every position is
+    predicted). A seed listed several times gets a different member set each time while its
+    candidates allow. Members are ordered as a 2×2 grid: the two upper ones (smaller y)
+    first, each pair left to right; offsets are positions minus the members' mean.
     """
     n = xy.shape[0]
+    seeds = np.asarray(seeds, dtype=np.int64)
     if n < members:
         raise ValueError(f"{members} patterns are needed to form a group, got {n}")
-    k = min(max(neighbor_count, members), n)
+    if neighbor_count < members:
+        raise ValueError(f"neighbor_count {neighbor_count} must be >= {members}, the group size")
+    k = min(neighbor_count + 1, n)
     _, nearest = cKDTree(xy).query(xy[seeds], k=k)
-    nearest = np.asarray(nearest, dtype=np.int64).reshape(len(seeds), k)
-    others = _without_seed(nearest, seeds)
-    rng = np.random.default_rng(seed)
-    picks = np.argsort(rng.random(others.shape), axis=1)[:, : members - 1]
-    chosen = np.concatenate([seeds[:, None], np.take_along_axis(others, picks, axis=1)], axis=1)
+    candidates = _without_seed(np.asarray(nearest, dtype=np.int64).reshape(len(seeds), k), seeds)
+    need = members - 1 if include_seed else members
+    if candidates.shape[1] < need:
+        candidates = np.concatenate([seeds[:, None], candidates], axis=1)
+    drawn = _distinct_draws(candidates, seeds, need, np.random.default_rng(seed))
+    chosen = np.concatenate([seeds[:, None], drawn], axis=1) if include_seed else drawn
     chosen = _grid_order(xy, chosen)
     positions = xy[chosen]
     offsets = positions - positions.mean(axis=1, keepdims=True)
@@ -55,12 +81,23 @@ def neighbour_groups(
 
 
 def training_groups(
-    xy: np.ndarray, *, gridsize: int, n_groups: int, neighbor_count: int, seed: int
+    xy: np.ndarray,
+    *,
+    gridsize: int,
+    n_groups: int,
+    neighbor_count: int,
+    seed: int,
+    allow_oversample: bool = False,
 ) -> Groups:
-    """Training samples: n_groups patterns (gridsize 1) or n_groups seeded neighbour groups.
+    """Training samples: up to n_groups patterns (gridsize 1) or neighbour groups (gridsize 2).
 
-    At gridsize 1 every pattern is used when n_groups >= n, else a seeded subset of n_groups
-    (in file order), as the study's n_groups caps the training samples at either gridsize.
+    The number of samples is capped at the number of positions n. At gridsize 1 every
+    pattern is used when n_groups >= n, else a seeded subset of n_groups (in file order). At
+    gridsize 2, min(n_groups, n) seeds are drawn without replacement (all positions when
+    n_groups >= n) and each seeds one group (`neighbour_groups`). `allow_oversample=True`
+    lifts the cap at gridsize 2 only: exactly n_groups groups, every position seeding
+    ⌊n_groups / n⌋ or one more of them, each repeat with another member set where its K
+    neighbours allow (PtychoPINN's K-choose-C oversampling, which it also makes opt-in).
     """
     rng = np.random.default_rng(seed)
     n = xy.shape[0]
@@ -69,19 +106,30 @@ def training_groups(
             return single_patterns(n)
         chosen = np.sort(rng.choice(n, size=n_groups, replace=False))
         return Groups(indices=chosen[:, None], offsets=np.zeros((n_groups, 1, 2), np.float32))
-    seeds = rng.choice(n, size=n_groups, replace=n_groups > n)
+    if n_groups < n:
+        seeds = rng.choice(n, size=n_groups, replace=False)
+    elif n_groups == n or not allow_oversample:
+        seeds = np.arange(n, dtype=np.int64)
+    else:
+        rounds, rest = divmod(n_groups, n)
+        seeds = np.concatenate([np.tile(np.arange(n), rounds), rng.choice(n, rest, replace=False)])
     return neighbour_groups(
         xy, seeds, members=gridsize**2, neighbor_count=neighbor_count, seed=seed + 1
     )
 
 
 def covering_groups(xy: np.ndarray, *, gridsize: int, neighbor_count: int, seed: int) -> Groups:
-    """Evaluation samples: one sample seeded at every pattern, so each position is predicted."""
+    """Evaluation samples: one group per pattern, holding it, so each position is predicted."""
     if gridsize == 1:
         return single_patterns(xy.shape[0])
     seeds = np.arange(xy.shape[0], dtype=np.int64)
     return neighbour_groups(
-        xy, seeds, members=gridsize**2, neighbor_count=neighbor_count, seed=seed
+        xy,
+        seeds,
+        members=gridsize**2,
+        neighbor_count=neighbor_count,
+        seed=seed,
+        include_seed=True,
     )
 
 
@@ -95,6 +143,34 @@ def _without_seed(nearest: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     keep[np.arange(len(seeds)), first] = False
     members: np.ndarray = nearest[keep]
     return members.reshape(len(seeds), nearest.shape[1] - 1)
+
+
+def _distinct_draws(
+    candidates: np.ndarray, seeds: np.ndarray, need: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`need` distinct candidates per row, uniformly; rows of one seed differ where they can."""
+    drawn = _draw(candidates, need, rng)
+    for _ in range(_REDRAW_ROUNDS):
+        again = _repeats(seeds, drawn)
+        if not again.any():
+            break
+        drawn[again] = _draw(candidates[again], need, rng)
+    return drawn
+
+
+def _draw(candidates: np.ndarray, need: int, rng: np.random.Generator) -> np.ndarray:
+    picks = np.argsort(rng.random(candidates.shape), axis=1)[:, :need]
+    drawn: np.ndarray = np.take_along_axis(candidates, picks, axis=1)
+    return drawn
+
+
+def _repeats(seeds: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Rows whose seed and member set already appeared in an earlier row."""
+    keys = np.concatenate([seeds[:, None], np.sort(drawn, axis=1)], axis=1)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    again = np.ones(len(keys), dtype=bool)
+    again[first] = False
+    return again
 
 
 def _grid_order(xy: np.ndarray, chosen: np.ndarray) -> np.ndarray:

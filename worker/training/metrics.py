@@ -1,9 +1,15 @@
 """Reconstruction quality against the ground-truth object (study.md §8, Evaluation).
 
-The global phase offset is not determined by diffraction data, so before any phase metric
-the reconstruction's phase is shifted by the circular mean of (ground truth − reconstruction)
-over the scanned region, and wrapped into the window of width 2π centred on the ground truth's
-circular mean. Amplitude needs no alignment: the known probe and intensity scale fix it.
+The global phase offset is not determined by diffraction data, and a linear phase ramp is
+barely determined by it (a ramp of k rad/pixel only moves each diffraction pattern by
+k·N/2π pixels), so before any phase metric each image, reconstruction and ground truth
+alike, loses its own linear phase ramp: its mean phase step between neighbouring pixels
+over the scanned region (`phase_ramp`, the angle of Σ z(r + 1)·conj(z(r)): PtychoPINN's
+per-image plane removal, measured on the complex values so that no phase wrap spoils it; a
+flat image has none). Then the reconstruction's phase is shifted by the circular mean of
+(ground truth − reconstruction) over the scanned region and wrapped into the window of
+width 2π centred on the ground truth's circular mean. Amplitude needs no alignment: the
+known probe and intensity scale fix it.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from app.baselines import METRIC_KEYS
+from app.baselines import METRIC_KEYS, align_phase, phase_ramp, remove_phase_ramp
 
-__all__ = ["METRIC_KEYS", "align_phase", "compare", "frc50", "frc_curve", "remove_plane", "wrap"]
+__all__ = [
+    "METRIC_KEYS", "align_phase", "compare", "frc50", "frc_curve", "phase_ramp",
+    "remove_phase_ramp", "remove_plane", "wrap",
+]  # fmt: skip
 
 FRC_SMOOTHING_RINGS = 1.0
 
@@ -30,20 +39,13 @@ def wrap(phase: np.ndarray) -> np.ndarray:
     return np.angle(np.exp(1j * phase))
 
 
-def align_phase(rec_phase: np.ndarray, gt_phase: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Remove the global phase offset of the reconstruction (see the module docstring)."""
-    offset = np.angle(np.sum(np.exp(1j * (gt_phase - rec_phase))[mask]))
-    centre = np.angle(np.sum(np.exp(1j * gt_phase[mask])))
-    aligned: np.ndarray = wrap(rec_phase + offset - centre) + centre
-    return aligned
-
-
 def compare(rec: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """All quality metrics of a complex reconstruction against ground truth on one crop.
 
     rec, gt: complex (h, w) crops of the scanned region; mask: pixels the scan reached.
     Unreached pixels of the reconstruction take its mean so rectangle metrics stay defined.
     """
+    rec, gt = remove_phase_ramp(rec, mask), remove_phase_ramp(gt, mask)
     gt_amp, gt_phase = np.abs(gt), np.angle(gt)
     rec_amp = _fill(np.abs(rec), mask)
     rec_phase = _fill(align_phase(np.angle(rec), gt_phase, mask), mask)

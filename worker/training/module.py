@@ -19,15 +19,17 @@ from worker.training.physics import (
 )
 from worker.training.ptychopinn_net import PtychoPINNNet
 
-SCHEDULERS = ("none", "cosine")
+SCHEDULERS = ("plateau", "cosine", "none")
 ARCHITECTURES = ("ptychopinn", "unet")
 INPUTS = ("amplitudes", "amplitudes+backprop")
 
 
-def build_network(architecture: str, n: int, channels: int, in_channels: int) -> nn.Module:
-    """PtychoPINN's encoder/decoder, or our U-Net."""
+def build_network(
+    architecture: str, n: int, channels: int, in_channels: int, border_phase: str = "swish"
+) -> nn.Module:
+    """PtychoPINN's encoder/decoder, or our U-Net (which has no border term)."""
     if architecture == "ptychopinn":
-        return PtychoPINNNet(n, channels, in_channels)
+        return PtychoPINNNet(n, channels, in_channels, border_phase=border_phase)
     return UNet(n, channels, in_channels)
 
 
@@ -66,6 +68,11 @@ class LitPtychoPINN(L.LightningModule):
         loss: str = "poisson",
         scheduler: str = "none",
         epochs: int = 1,
+        lr_factor: float = 0.5,
+        lr_patience: int = 2,
+        min_lr: float = 1e-4,
+        monitor: str = "val_loss",
+        border_phase: str = "swish",
         architecture: str = "ptychopinn",
         inputs: str = "amplitudes",
         probe_trainable: bool = False,
@@ -82,7 +89,7 @@ class LitPtychoPINN(L.LightningModule):
         self.save_hyperparameters(ignore=["probe", "detector_mask"])
         channels = gridsize**2
         in_channels = channels if inputs == "amplitudes" else 3 * channels + 1
-        self.net = build_network(architecture, n, channels, in_channels)
+        self.net = build_network(architecture, n, channels, in_channels, border_phase)
         initial = torch.zeros(n, n, dtype=torch.complex64) if probe is None else probe
         initial = initial.to(torch.complex64)
         norm = probe_norm(initial) if architecture == "ptychopinn" else 1.0
@@ -156,11 +163,30 @@ class LitPtychoPINN(L.LightningModule):
         return self._common_step(batch, "val")
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])
-        if self.hparams["scheduler"] == "none":
+        """Adam; "plateau" halves the rate (lr_factor) after lr_patience epochs without a
+        better `monitor` loss, down to min_lr (PtychoPINN's ReduceLROnPlateau)."""
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp["lr"])
+        if hp["scheduler"] == "none":
             return optimizer
+        if hp["scheduler"] == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                mode="min",
+                factor=hp["lr_factor"],
+                patience=hp["lr_patience"],
+                min_lr=min(hp["min_lr"], hp["lr"]),  # a rate set below the floor stays
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {
+                    "scheduler": plateau,
+                    "monitor": hp["monitor"],
+                    "interval": "epoch",
+                },
+            }
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(int(self.hparams["epochs"]), 1)
+            optimizer, T_max=max(int(hp["epochs"]), 1)
         )
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 

@@ -44,14 +44,30 @@ def shift_patches(patches: Tensor, shift_xy: Tensor) -> Tensor:
     return moved.transpose(-1, -2)
 
 
-def overlap_constraint(patches: Tensor, offsets: Tensor) -> Tensor:
-    """Average each group's patches where they overlap and return them, cut back out.
+# Σ weight below which a pixel counts as lit by no one and keeps its own value (weights are
+# |probe|² / max|probe|², so this is 0.1 % of the brightest pixel's).
+WEIGHT_FLOOR = 1e-3
+
+
+def overlap_constraint(
+    patches: Tensor, offsets: Tensor, weight: Tensor | None = None, floor: float = WEIGHT_FLOOR
+) -> Tensor:
+    """Merge each group's patches where they overlap and return them, cut back out.
 
     patches: (B, C, N, N) complex; offsets: (B, C, 2) positions (x, y) of the members relative
-    to the group centre. The shared canvas is evaluated on every member's own pixel grid: a
-    member keeps its own samples and only its neighbours are interpolated onto its grid, so a
-    member that overlaps nothing comes back unchanged even at sub-pixel offsets, and for
-    whole-pixel offsets this is exactly "paste on one canvas, average overlaps, cut out".
+    to the group centre; weight: real, >= 0, (N, N) or broadcastable to the patches, how well
+    each pixel of a member's own grid is constrained. At each pixel the members covering it
+    merge as out = Σ w_l · p_l / Σ w_l. With weight None every member counts alike (w = 1,
+    the plain average). `forward_amplitude` passes the probe intensity (`probe_weight`): the
+    loss sees a member's pixel only through |probe|², so where a neighbour's probe is dark its
+    value is unconstrained and must not dilute a member's well-lit centre; a member's own dark
+    border takes its value from the neighbours that light it instead. Where Σ w_l < `floor`
+    (no one lights the pixel) the correction fades out and the member keeps its own value.
+
+    The merged canvas is evaluated on every member's own pixel grid: a member keeps its own
+    samples and only its neighbours are interpolated onto its grid, so a member that overlaps
+    nothing comes back unchanged even at sub-pixel offsets, and for whole-pixel offsets this
+    is exactly "paste p·w and w on one canvas, divide, cut out" wherever Σ w >= floor.
     """
     batch, count, n, _ = patches.shape
     if count == 1:
@@ -61,14 +77,33 @@ def overlap_constraint(patches: Tensor, offsets: Tensor) -> Tensor:
     )
     others = k_idx != l_idx
     k_idx, l_idx = k_idx[others], l_idx[others]
+    real = patches.real.dtype
+    if weight is None:
+        weight = torch.ones((), dtype=real, device=patches.device)
+    own = weight.to(device=patches.device, dtype=real).expand(batch, count, n, n)
     # Member l, seen from member k's grid, sits at offset_l - offset_k.
     shift = (offsets[:, l_idx] - offsets[:, k_idx]).reshape(-1, 2)
-    neighbours = patches[:, l_idx].reshape(-1, n, n)
-    both = torch.stack([neighbours, torch.ones_like(neighbours)], dim=1)
+    neighbours = (patches * own)[:, l_idx].reshape(-1, n, n)
+    neighbour_weight = own[:, l_idx].reshape(-1, n, n).to(patches.dtype)
+    both = torch.stack([neighbours, neighbour_weight], dim=1)
     moved = shift_patches(both, shift).reshape(batch, count, count - 1, 2, n, n)
-    total = patches + moved[:, :, :, 0].sum(dim=2)
-    coverage = 1.0 + moved[:, :, :, 1].sum(dim=2).real
-    return total / coverage
+    pulled = moved[:, :, :, 0].sum(dim=2)
+    lent = moved[:, :, :, 1].sum(dim=2).real
+    # p + Σ_l w_l (p_l - p) / Σ w: the weighted mean, written so that a member no neighbour
+    # reaches gets exactly zero added.
+    merged: Tensor = patches + (pulled - patches * lent) / (own + lent).clamp_min(floor)
+    return merged
+
+
+def probe_weight(probe: Tensor) -> Tensor:
+    """|probe|² normalised to a maximum of 1 (all zero for a dark probe), held constant.
+
+    Detached: the weight says where the loss constrains a patch; it is not a path for
+    gradients into a trainable probe.
+    """
+    power = probe.detach().abs().square()
+    weight: Tensor = power / power.max().clamp_min(torch.finfo(power.dtype).tiny)
+    return weight
 
 
 def diffraction_amplitude(patches: Tensor, probe: Tensor, scale: float | Tensor = 1.0) -> Tensor:
@@ -101,8 +136,13 @@ def backprojection(diffraction: Tensor, probe: Tensor, floor: float = 0.1) -> Te
 def forward_amplitude(
     patches: Tensor, probe: Tensor, offsets: Tensor, scale: float | Tensor
 ) -> Tensor:
-    """Predicted sqrt(counts) per pattern: overlap constraint, probe, FFT, amplitude, scale."""
-    return diffraction_amplitude(overlap_constraint(patches, offsets), probe, scale)
+    """Predicted sqrt(counts) per pattern: overlap constraint, probe, FFT, amplitude, scale.
+
+    The overlap constraint merges members weighted by the probe intensity on each member's
+    grid (`overlap_constraint`, `probe_weight`).
+    """
+    merged = overlap_constraint(patches, offsets, probe_weight(probe))
+    return diffraction_amplitude(merged, probe, scale)
 
 
 def poisson_nll(

@@ -11,6 +11,9 @@ With PtychoPINN's defaults (n_filters_scale f = 2, object.big, probe.big, pad_ob
   activation (amplitude: sigmoid, phase: π·tanh) on the central N/2 × N/2, zero-padded by N/4
   to N × N; the last four channels → one more up-stage (width f·2048/N) → 3×3 convolution →
   swish, kept only outside the centre (the "border term"); the two are summed;
+- `border_phase="full"` (ours, not PtychoPINN's): the phase head's border term goes through
+  π·tanh like its centre, instead of swish, whose floor (about −0.28) bounds the border phase
+  from below while part of the probe's energy falls outside the centre;
 - C = gridsize² patches out, amplitude · exp(i·phase).
 
 Convolutions start as Keras' do: Glorot-uniform weights, zero biases.
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 
 N_FILTERS_SCALE = 2
 BORDER_CHANNELS = 4  # PtychoPINN's c_outer
+BORDER_PHASES = ("swish", "full")
 
 
 def _check_size(n: int) -> int:
@@ -92,8 +96,16 @@ class ConvUp(nn.Sequential):
 class Decoder(nn.Module):
     """One of the two heads: base stages, then the centre term plus the border term."""
 
-    def __init__(self, n: int, bottleneck: int, channels: int, centre_activation: str) -> None:
+    def __init__(
+        self,
+        n: int,
+        bottleneck: int,
+        channels: int,
+        centre_activation: str,
+        border_activation: str = "swish",
+    ) -> None:
         super().__init__()
+        self.border_activation = border_activation
         widths = decoder_widths(n)
         stages: list[nn.Module] = []
         previous = bottleneck
@@ -120,15 +132,22 @@ class Decoder(nn.Module):
         else:
             centre = math.pi * torch.tanh(centre)
         centre = F.pad(centre, (self.pad, self.pad, self.pad, self.pad))
-        border = F.silu(self.border(self.border_up(x[:, -BORDER_CHANNELS:])))
+        border = self.border(self.border_up(x[:, -BORDER_CHANNELS:]))
+        border = (
+            math.pi * torch.tanh(border) if self.border_activation == "tanh" else F.silu(border)
+        )
         return centre + border * self.border_mask
 
 
 class PtychoPINNNet(nn.Module):
     """(B, in_channels, N, N) inputs → (B, C, N, N) complex patches, PtychoPINN's layout."""
 
-    def __init__(self, n: int, channels: int, in_channels: int | None = None) -> None:
+    def __init__(
+        self, n: int, channels: int, in_channels: int | None = None, border_phase: str = "swish"
+    ) -> None:
         super().__init__()
+        if border_phase not in BORDER_PHASES:
+            raise ValueError(f"border_phase: expected one of {BORDER_PHASES}, got {border_phase!r}")
         widths = encoder_widths(n)
         stages: list[nn.Module] = []
         previous = in_channels or channels
@@ -137,7 +156,8 @@ class PtychoPINNNet(nn.Module):
             previous = width
         self.encoder = nn.Sequential(*stages)
         self.amplitude = Decoder(n, previous, channels, "sigmoid")
-        self.phase = Decoder(n, previous, channels, "tanh")
+        border = "tanh" if border_phase == "full" else "swish"
+        self.phase = Decoder(n, previous, channels, "tanh", border)
 
     def forward(self, features: Tensor) -> Tensor:
         code = self.encoder(features)

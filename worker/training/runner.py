@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -15,12 +16,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from app.core.files import write_json_atomic
 from app.study.contract import ContractError
-from worker.training.assess import assess
+from worker.training.assess import assess, flat_loss
 from worker.training.bundle import BUNDLE_NAME, write_bundle
 from worker.training.callbacks import (
     EpochHistory,
@@ -28,6 +29,7 @@ from worker.training.callbacks import (
     ReporterCallback,
     TrainLog,
 )
+from worker.training.collapse import Collapse, detect_collapse
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
 from worker.training.divergence import DivergenceCheck
@@ -65,7 +67,7 @@ def train(
     try:
         data = _load(config, log)
         with _torch_flags_restored(), quiet_lightning():
-            result = _fit_and_evaluate(config, data, log, reporter, resume)
+            result = _train_with_reseeds(config, data, log, reporter, resume)
     except (ContractError, FileNotFoundError):
         raise  # already in train.log, with the file and key
     except Exception as exc:
@@ -97,6 +99,51 @@ def _load(config: TrainConfig, log: TrainLog) -> PtychoDataModule:
     return data
 
 
+# A reseeded attempt's seed: far from the first, so that no two attempts share a stream.
+RESEED_STRIDE = 1000
+
+
+def _train_with_reseeds(
+    config: TrainConfig,
+    data: PtychoDataModule,
+    log: TrainLog,
+    reporter: ProgressReporter | None,
+    resume: bool,
+) -> dict[str, Any]:
+    """Train once; while the model collapsed and `reseed_on_collapse` allows, train again
+    from a new seed (from scratch). The last attempt's result is kept, every seed's outcome
+    recorded under `collapse.seeds`."""
+    attempts: list[dict[str, Any]] = []
+    attempt_config = config
+    while True:
+        result = _fit_and_evaluate(attempt_config, data, log, reporter, resume)
+        collapse = result["collapse"]
+        attempts.append(
+            {
+                "seed": attempt_config.seed,
+                "collapsed": collapse["collapsed"],
+                "reason": collapse["reason"],
+                "val_loss": result["val_loss"],
+                "final_loss": result["final_loss"],
+                "epochs_completed": result["epochs_completed"],
+                "phase_correlation": result["metrics"].get("phase_correlation"),
+            }
+        )
+        again = len(attempts) <= config.reseed_on_collapse
+        if not collapse["collapsed"] or not again or result["status"] == "stopped":
+            break
+        seed = config.seed + RESEED_STRIDE * len(attempts)
+        log.write(
+            f"collapsed with seed {attempt_config.seed} ({collapse['reason']}); "
+            f"training again with seed {seed} "
+            f"({len(attempts)} of {config.reseed_on_collapse} reseeds)"
+        )
+        attempt_config = dataclasses.replace(config, seed=seed)
+        resume = False
+    result["collapse"]["seeds"] = attempts
+    return result
+
+
 def _fit_and_evaluate(
     config: TrainConfig,
     data: PtychoDataModule,
@@ -111,12 +158,19 @@ def _fit_and_evaluate(
         log.write(f"resuming from {resume_from.relative_to(config.out_dir)}")
     L.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, data)
-    # Before training the model's physics is the true one: the ground truth's loss there.
+    # Before training the model's physics is the true one: the ground truth's loss there,
+    # and the flat object's (what a network that learned nothing scores).
+    which = "val" if data.val_samples.size else "train"
     reference = reference_loss(model, data, "val")
+    flat = flat_loss(model, data, "val")
+    log.write(f"reference val_loss={reference:.6g} (ground truth), {flat:.6g} (flat object)")
     watch = ReferenceWatch(log, reference)
     history = EpochHistory(log, config.epochs)
     progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
     callbacks: list[Callback] = [history, watch, DivergenceCheck()]
+    early = early_stopping(config, monitored(data))
+    if early is not None:
+        callbacks.append(early)
     if progress is not None:
         callbacks.append(progress)
     with expected_warnings(), resume_warnings():
@@ -133,12 +187,28 @@ def _fit_and_evaluate(
     log_assessment(log, assessment)
     last = history.history[-1] if history.history else {}
     stopped = progress is not None and progress.stop_requested
+    final = last.get(f"{which}_loss")
+    collapse = detect_collapse(
+        final_loss=None if final is None else float(final),
+        flat_loss=flat if which == "val" else None,
+        truth_loss=reference if which == "val" else None,
+        patches=assessment.patches,
+        probe=data.test_probe,
+        loss_name=f"{which}_loss",
+    )
+    _log_collapse(log, collapse)
     return {
         "status": "stopped" if stopped else "succeeded",
         "final_loss": _finite(last.get("train_loss")),
         "val_loss": _finite(last.get("val_loss")),
         "reference_val_loss": _finite(reference),
+        "flat_val_loss": _finite(flat),
         "val_below_reference_epoch": watch.crossed_at_epoch,
+        "seed": config.seed,
+        "recipe": recipe(config, monitored(data)),
+        "stopped": stop_record(trainer, history, early, stopped, config.epochs),
+        "collapsed": collapse.collapsed,
+        "collapse": collapse.to_dict(),
         "weights": config.keep_weights,
         "epochs_completed": history.epochs_completed,
         "checkpoint_path": checkpoint,
@@ -152,6 +222,63 @@ def _fit_and_evaluate(
     }
 
 
+def monitored(data: PtychoDataModule) -> str:
+    """The loss the schedule and early stopping watch: validation, or training without one."""
+    return "val_loss" if data.val_samples.size else "train_loss"
+
+
+def early_stopping(config: TrainConfig, monitor: str) -> EarlyStopping | None:
+    """PtychoPINN's EarlyStopping on the monitored loss; None when its patience is 0."""
+    if config.early_stop_patience == 0:
+        return None
+    return EarlyStopping(monitor=monitor, mode="min", patience=config.early_stop_patience)
+
+
+def recipe(config: TrainConfig, monitor: str) -> dict[str, Any]:
+    """The optimiser, schedule and stopping rule this job trained under, for result.json."""
+    return {
+        "optimizer": "adam",
+        "lr": config.lr,
+        "lr_schedule": config.lr_schedule,
+        "lr_factor": config.lr_factor,
+        "lr_patience": config.lr_patience,
+        "min_lr": config.min_lr,
+        "early_stop_patience": config.early_stop_patience,
+        "monitor": monitor,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "border_phase": config.border_phase,
+    }
+
+
+def stop_record(
+    trainer: L.Trainer,
+    history: EpochHistory,
+    early: EarlyStopping | None,
+    stop_requested: bool,
+    epochs: int,
+) -> dict[str, Any]:
+    """The last epoch trained and why training ended there."""
+    epoch = int(history.history[-1]["epoch"]) if history.history else 0
+    if stop_requested:
+        reason = "stop requested"
+    elif early is not None and early.stopped_epoch > 0:
+        reason = (
+            f"early stopping: {early.monitor} did not improve for {early.patience} epochs "
+            f"(best {float(early.best_score):.6g})"
+        )
+    elif epoch >= epochs:
+        reason = f"max epochs ({epochs})"
+    else:
+        reason = "ended early"
+    return {"epoch": epoch, "reason": reason}
+
+
+def _log_collapse(log: TrainLog, collapse: Collapse) -> None:
+    if collapse.collapsed:
+        log.write(f"WARNING collapsed to the flat object: {collapse.reason}")
+
+
 def build_model(config: TrainConfig, data: PtychoDataModule) -> LitPtychoPINN:
     """The Lightning module for this job's data."""
     return LitPtychoPINN(
@@ -161,7 +288,13 @@ def build_model(config: TrainConfig, data: PtychoDataModule) -> LitPtychoPINN:
         input_scale=data.input_scale,
         lr=config.lr,
         loss=config.loss,
+        scheduler=config.lr_schedule,
         epochs=config.epochs,
+        lr_factor=config.lr_factor,
+        lr_patience=config.lr_patience,
+        min_lr=config.min_lr,
+        monitor=monitored(data),
+        border_phase=config.border_phase,
         architecture=config.architecture,
         inputs=config.inputs,
         probe_trainable=config.probe_trainable,

@@ -38,6 +38,29 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(loss: str) -> None:
     assert all(p.grad is not None for p in model.net.parameters())
 
 
+def test_plateau_schedule_halves_the_rate_after_its_patience_down_to_the_floor() -> None:
+    configured = _model(
+        scheduler="plateau", lr=1e-3, lr_factor=0.5, lr_patience=2, min_lr=3e-4
+    ).configure_optimizers()
+    schedule = configured["lr_scheduler"]
+    assert schedule["monitor"] == "val_loss"
+    assert schedule["interval"] == "epoch"
+    plateau = schedule["scheduler"]
+    assert isinstance(plateau, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    optimizer = configured["optimizer"]
+    rates = []
+    for val_loss in (1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95):
+        plateau.step(val_loss)
+        rates.append(optimizer.param_groups[0]["lr"])
+    # Two epochs without a better loss are waited out; the third halves the rate.
+    assert rates[:4] == [1e-3] * 4
+    assert rates[4] == pytest.approx(5e-4)
+    assert rates[-1] == pytest.approx(3e-4)  # never below min_lr
+    # A rate set below the floor is never raised to it.
+    low = _model(scheduler="plateau", lr=1e-5, min_lr=1e-4).configure_optimizers()
+    assert low["lr_scheduler"]["scheduler"].min_lrs == [1e-5]
+
+
 def test_cosine_scheduler_is_optional() -> None:
     assert isinstance(_model().configure_optimizers(), torch.optim.Adam)
     configured = _model(scheduler="cosine", epochs=10).configure_optimizers()

@@ -59,10 +59,12 @@ def test_gridsize1_writes_every_artifact_and_csv_metrics(make_config: Any) -> No
 
 
 def test_gridsize2_learns_and_writes_tensorboard_events(make_config: Any) -> None:
-    config = make_config(gridsize=2, epochs=3, logger="tensorboard")
+    # The recipe's lr (1e-3): at 3e-3 this tiny gridsize-2 study overshoots.
+    config = make_config(gridsize=2, epochs=3, lr=1e-3, logger="tensorboard")
     result = train(config)
     losses = _epoch_losses(result)
     assert losses[-1] < losses[0], losses
+    assert result["val_loss"] < result["flat_val_loss"]
     events = list((config.out_dir / "logs" / "tensorboard").glob("events.out.tfevents.*"))
     assert events
     assert events[0].stat().st_size > 0
@@ -168,3 +170,42 @@ def test_trains_on_cuda(make_config: Any) -> None:
     result = train(make_config(accelerator="gpu", epochs=1, logger="none", gridsize=2))
     assert result["status"] == "succeeded"
     assert result["device"].startswith("cuda")
+
+
+def test_training_beats_the_flat_objects_loss_and_records_its_recipe(make_config: Any) -> None:
+    config = make_config(epochs=3, early_stop_patience=0)
+    result = train(config)
+    # The flat object's loss, computed before training: what a model that learned nothing
+    # scores. Three short epochs already train below it.
+    assert result["val_loss"] < result["flat_val_loss"]
+    assert result["reference_val_loss"] < result["flat_val_loss"]
+    assert result["recipe"]["lr_schedule"] == "plateau"
+    assert result["recipe"]["monitor"] == "val_loss"
+    assert result["stopped"] == {"epoch": 3, "reason": "max epochs (3)"}
+    assert result["history"][0]["lr"] == config.lr
+    assert result["collapsed"] is False
+    assert result["collapse"]["seeds"] == [
+        {**result["collapse"]["seeds"][0], "seed": config.seed, "collapsed": False}
+    ]
+
+
+def test_a_constructed_collapse_is_flagged_stopped_early_and_reseeded(make_config: Any) -> None:
+    # A rate far below float32's resolution of the weights: nothing moves, the output stays
+    # the untrained network's, and the validation loss never improves.
+    config = make_config(
+        epochs=10, lr=1e-12, early_stop_patience=2, reseed_on_collapse=1, logger="none"
+    )
+    result = train(config)
+    assert result["collapsed"] is True
+    assert "gap" in result["collapse"]["reason"]
+    assert result["collapse"]["evidence"]["gap_closed"] < 0.05
+    seeds = result["collapse"]["seeds"]
+    assert [entry["seed"] for entry in seeds] == [config.seed, config.seed + 1000]
+    assert all(entry["collapsed"] for entry in seeds)
+    assert result["seed"] == config.seed + 1000
+    # Epoch 1 sets the best loss; two more without a better one end training.
+    assert result["stopped"]["epoch"] == 3
+    assert result["stopped"]["reason"].startswith("early stopping: val_loss did not improve")
+    log = (config.out_dir / "train.log").read_text()
+    assert "WARNING collapsed to the flat object" in log
+    assert f"training again with seed {config.seed + 1000}" in log
