@@ -163,6 +163,10 @@ def demo(
     ),
     epochs: int = typer.Option(2, min=1, help="Epochs per job"),
     n_groups: int = typer.Option(128, min=1, help="Training samples (groups) per job"),
+    architecture: str = typer.Option(
+        "unet", help="unet (learns within the demo's budget) or ptychopinn (the study's)"
+    ),
+    inputs: str = typer.Option("amplitudes+backprop", help="amplitudes or amplitudes+backprop"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
     positions: int = typer.Option(1000, min=120, help="Scan positions of the demo study"),
     keep: bool = typer.Option(
@@ -190,6 +194,8 @@ def demo(
         out=out or Path("demo-data"),
         epochs=epochs,
         n_groups=n_groups,
+        architecture=architecture,
+        inputs=inputs,
         timeout_s=timeout_s,
         n_positions=positions,
         keep=keep,
