@@ -24,7 +24,7 @@ from app.cli.processes import free_port, service_env, start_api, start_worker, s
 from app.cli.tables import skips_table, summary_table, verdict_note
 from app.cli.watch import follow_run
 from app.core.config import Settings
-from app.study.demo_data import make_demo_data
+from app.study.demo_data import DEMO_DESIGN, make_demo_data
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ def demo_body(
         "phase_c_root": str(phase_c),
         "phase_d_root": str(phase_d),
         "artifact_root": str(artifact_root),
+        # The demo's overlap fractions (the dense view's discs overlap as the study means).
+        "design": DEMO_DESIGN.model_dump(mode="json"),
         "training": {
             "epochs": options.epochs,
             "n_groups": options.n_groups,

@@ -2,16 +2,15 @@
 
 The default geometry is the one study.md §5 quotes: N = 64, a random scan of 1000
 positions over a 400 × 400 px field (object 464²), so each split covers about 400 × 200 px
-with ~500 positions. Greedy selection keeps ~25 % of them for dense (accepted under the
-10 % rule) and ~6 % for sparse (rejected): a demo run trains baseline and dense for every
-dose and reports the sparse views as skipped.
+with ~500 positions. With the demo's overlap fractions (`DEMO_DESIGN`: dense 0.9, sparse
+0.2) the dense view keeps ~45 % of them (214 of 476 train positions, probe discs overlapping
+by 0.70 of a diameter) and sparse ~6 % (rejected under the 10 % rule): a demo run trains
+baseline and dense for every dose and reports the sparse views as skipped.
 
 Smaller copies (fewer positions) need a smaller field to stay dense enough: unless
 `object_size` is given, the largest object side (in steps of 16 px) is chosen for which,
 on the positions alone, every split keeps at least MIN_DENSE_POSITIONS for dense and
-rejects sparse. E.g. 300 positions → object 336², ~50 dense positions per split;
-150 → 224², 21 per split; 120 is the fewest that works at the default seed.
-"""
+rejects sparse. E.g. 300 positions → object 336²; 150 → 224²; 100 → 176²."""
 
 from __future__ import annotations
 
@@ -33,6 +32,12 @@ logger = logging.getLogger(__name__)
 DEMO_DOSES: tuple[float, ...] = (1e3, 1e4, 1e5)
 DEMO_PATCH_SIZE = 64
 DEMO_OBJECT_SIZE = 464
+# The study's rule S = (1 − f)·N assumes a probe that fills the patch; the demo's probe disc
+# is about 0.52·N across (33 px at N = 64), so at the study's f = 0.7 (S = 19.2 px) the kept
+# discs overlap by only 0.36 of a diameter. f = 0.9 (S = 6.4 px) gives the dense view the
+# measured probe-disc overlap the study means by 0.7 (linear 0.70, each disc 88 % covered
+# by others, overlap_manifest.json's probe_overlap); sparse keeps the study's 0.2.
+DEMO_DESIGN = StudyDesign(overlap_fractions={"dense": 0.9, "sparse": 0.2})
 MIN_DENSE_POSITIONS = 16  # per split: plenty for gridsize-2 groups of K = 7 neighbours
 
 
@@ -61,14 +66,14 @@ def make_demo_data(
         write_patches=write_patches,
     )
     simulate_phase_c(config, phase_c, progress=progress)
-    report = build_overlap_views(phase_c, phase_d, progress=progress)
+    report = build_overlap_views(phase_c, phase_d, design=DEMO_DESIGN, progress=progress)
     _check_outcome(report, config.doses)
     return phase_c, phase_d
 
 
 def demo_object_size(n_positions: int, seed: int = 42) -> int:
     """The largest object side (≤ 464, steps of 16) giving the demo's accepted/rejected views."""
-    design = StudyDesign()
+    design = DEMO_DESIGN
     for size in range(DEMO_OBJECT_SIZE, DEMO_PATCH_SIZE + 32, -16):
         if _keeps_dense_rejects_sparse(design, size, n_positions, seed):
             return size
