@@ -1,7 +1,8 @@
 """The study report's figure: each quality metric against dose, one line per view.
 
 Beside each view's model, its two baselines: the flat object (no learning, dashed) and the
-input alone (no network, dotted). A last panel is the model's phase MAE skill against the
+input alone (no network, dotted), and, when the run has them, pty-chi's iterative
+reconstruction (dash-dot). A last panel is the model's phase MAE skill against the
 flat object, where 0 is a model that learned nothing and the verdict's "learned" line sits.
 
 matplotlib is imported when a figure is drawn, not when the app starts, and draws with its
@@ -16,7 +17,7 @@ import math
 import threading
 from collections import OrderedDict
 
-from app.report import BASELINE_LABELS, LOWER_IS_BETTER, StudyReport
+from app.report import BASELINE_LABELS, LOWER_IS_BETTER, StudyReport, first_ptychi
 from app.verdict import FLAT, INPUT_ONLY, LEARNED_PHASE_MAE_DROP
 
 VIEW_COLOURS = {"baseline": "#1f77b4", "dense": "#d62728", "sparse": "#2ca02c"}
@@ -96,6 +97,9 @@ def _panel(axes: object, report: StudyReport, key: str) -> None:
         _line(axes, model, colour, "-", "o", f"{view} view: model")
         _line(axes, flat, colour, "--", "x", f"{view} view: {BASELINE_LABELS[FLAT]}")
         _line(axes, alone, colour, ":", "^", f"{view} view: {BASELINE_LABELS[INPUT_ONLY]}")
+        if any(row.ptychi for row in rows):
+            iterative = [(row.dose, first_ptychi(row).get(key)) for row in rows]
+            _line(axes, iterative, colour, "-.", "s", f"{view} view: pty-chi")
 
 
 def _title(key: str) -> str:

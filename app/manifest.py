@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "training_manifest.json"
 SKIP_SUMMARY_NAME = "skip_summary.json"
+RECONSTRUCTION_MANIFEST_NAME = "reconstruction_manifest.json"
+# How the study's Phase F names each engine in its manifest.
+ALGORITHMS = {"lsqml": "LSQML", "epie": "ePIE", "rpie": "rPIE", "dm": "DM"}
 LOCK_NAME = f".{MANIFEST_NAME}.lock"
 FILTER_KEYS = ("dose", "view", "gridsize")
 STUDY_JOB_KEYS = (
@@ -68,6 +71,9 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
     statuses = [JobStatus(job["status"]) for job in jobs]
     skipped_views = [_skip_entry(skip) for skip in skips]
     overlaps = ProbeOverlaps(run.phase_d_root)
+    training = [job for job in jobs if job["kind"] == "train"]
+    reconstructions = [job for job in jobs if job["kind"] == "reconstruct"]
+    options = run.reconstruction or {}
     # The study's keys first, then ours: ours extend its schema and never replace a key.
     return {
         "timestamp": isoformat_z(datetime.now(UTC)),
@@ -76,7 +82,7 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
         "artifact_root": run.artifact_root,
         "filters": {key: run.filters.get(key) for key in FILTER_KEYS},
         "dry_run": run.dry_run,
-        "jobs": [_job_entry(job, history.get(job["id"], []), overlaps) for job in jobs],
+        "jobs": [_job_entry(job, history.get(job["id"], []), overlaps) for job in training],
         "skipped_views": skipped_views,
         "skipped_count": len(skipped_views),
         "skip_summary_path": SKIP_SUMMARY_NAME,
@@ -88,6 +94,11 @@ def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:
         "design": run.design,
         "training": run.training,
         "execution": run.execution,
+        "reconstruction": run.reconstruction,
+        "reconstruction_jobs": [
+            _reconstruction_entry(job, history.get(job["id"], []), overlaps, options)
+            for job in reconstructions
+        ],
         "version": _version(jobs),
     }
 
@@ -125,6 +136,10 @@ def store_manifest(manifest: dict[str, Any], *, data_root: Path | None = None) -
             return False
         summary = {key: manifest[key] for key in ("timestamp", "skipped_views", "skipped_count")}
         _write_json_atomic(folder, SKIP_SUMMARY_NAME, summary)
+        if manifest.get("reconstruction_jobs"):
+            _write_json_atomic(
+                folder, RECONSTRUCTION_MANIFEST_NAME, reconstruction_manifest(manifest)
+            )
         _write_json_atomic(folder, MANIFEST_NAME, manifest)
     logger.info("wrote manifest %s", root / MANIFEST_NAME, extra={"run_id": run_id})
     return True
@@ -239,6 +254,64 @@ def _job_entry(
         probe_overlap_reason=probe_overlap_reason,
     )
     return entry
+
+
+def _reconstruction_entry(
+    job: RowMapping,
+    attempts: list[dict[str, Any]],
+    overlaps: ProbeOverlaps,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Phase F's job fields (dose, view, split, input_npz, output_dir, algorithm,
+    num_epochs), then ours, as a training job's entry has them."""
+    entry = _job_entry(job, attempts, overlaps)
+    split = job["split"]
+    phase_f = {
+        "dose": entry["dose"],
+        "view": job["view"],
+        "split": split,
+        "input_npz": job["train_data_path"] if split == "train" else job["test_data_path"],
+        "output_dir": job["artifact_dir"],
+        "algorithm": ALGORITHMS.get(job["engine"], job["engine"]),
+        "num_epochs": options.get("epochs"),
+    }
+    ours = {k: v for k, v in entry.items() if k not in STUDY_JOB_KEYS and k not in phase_f}
+    return {**phase_f, "engine": job["engine"], "log_path": job["log_path"], **ours}
+
+
+def reconstruction_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Phase F's reconstruction_manifest.json: roots, filters, counts and its jobs."""
+    jobs = manifest["reconstruction_jobs"]
+    counts = Counter(job["status"] for job in jobs)
+    return {
+        "timestamp": manifest["timestamp"],
+        "phase_c_root": manifest["phase_c_root"],
+        "phase_d_root": manifest["phase_d_root"],
+        "artifact_root": manifest["artifact_root"],
+        "filters": manifest["filters"],
+        "counts": {
+            "total": len(jobs),
+            **{status.value: counts.get(status.value, 0) for status in JobStatus},
+        },
+        "jobs": [
+            {
+                key: job[key]
+                for key in (
+                    "dose",
+                    "view",
+                    "split",
+                    "input_npz",
+                    "output_dir",
+                    "algorithm",
+                    "num_epochs",
+                )
+            }
+            | {"status": job["status"], "metrics": job["metrics"]}
+            for job in jobs
+        ],
+        "skipped_views": manifest["skipped_views"],
+        "run_id": manifest["run_id"],
+    }
 
 
 def _json_safe(value: Any) -> Any:

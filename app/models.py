@@ -82,6 +82,8 @@ class RunBase(SQLModel):
     design: dict[str, Any] = _json()
     training: dict[str, Any] = _json()
     execution: dict[str, Any] = _json()
+    # The pty-chi reconstruction options (engines, epochs, splits, ...); None: no such jobs.
+    reconstruction: dict[str, Any] | None = _json(nullable=True)
     submitted_by: str = Field(
         default=LOCAL_CALLER,
         sa_column_kwargs={"server_default": LOCAL_CALLER},
@@ -98,6 +100,13 @@ class JobBase(SQLModel):
     """What a job is and how far it got, as clients see it."""
 
     position: int = Field(description="Order within the run: dose ascending, then view")
+    kind: str = Field(
+        default="train",
+        sa_column_kwargs={"server_default": "train"},
+        description="train: a network; reconstruct: a pty-chi iterative reconstruction",
+    )
+    engine: str | None = Field(default=None, description="pty-chi engine of a reconstruction")
+    split: str | None = Field(default=None, description="Split a reconstruction reconstructs")
     dose: float
     view: str
     gridsize: int

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PydanticField
 
 from app.paths import MAX_PATH_CHARS
@@ -96,6 +96,50 @@ class TrainingOptions(BaseModel):
     )
 
 
+ENGINES = ("lsqml", "epie", "rpie", "dm")
+SPLITS = ("train", "test")
+Split = Literal["train", "test"]
+Engine = Literal["lsqml", "epie", "rpie", "dm"]
+
+
+def _both_splits() -> list[Split]:
+    return ["train", "test"]
+
+
+def _lsqml() -> list[Engine]:
+    return ["lsqml"]
+
+
+MAX_RECONSTRUCTION_BATCH = 4096
+
+
+class ReconstructionOptions(BaseModel):
+    """pty-chi reconstructions of the study's data, as its Phase F runs them: one job per
+    dose × view × split × engine, beside the training jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engines: list[Engine] = PydanticField(
+        default_factory=_lsqml, min_length=1, max_length=len(ENGINES)
+    )
+    epochs: int = PydanticField(100, ge=1, le=MAX_EPOCHS)
+    splits: list[Split] = PydanticField(
+        default_factory=_both_splits, min_length=1, max_length=len(SPLITS)
+    )
+    batch_size: int = PydanticField(
+        96, ge=1, le=MAX_RECONSTRUCTION_BATCH, description="Patterns per update"
+    )
+    noise_model: Literal["gaussian", "poisson"] = "gaussian"
+    probe_trainable: bool = False
+
+    @field_validator("engines", "splits")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("must not repeat")
+        return values
+
+
 # SLURM's names: a partition or account, --mem (16G), --time (04:00:00, 2-00:00:00, 90).
 _SLURM_NAME = r"^[A-Za-z0-9_.-]+$"
 _SLURM_MEM = r"^[0-9]+[KMGT]?$"
@@ -163,3 +207,8 @@ class RunCreate(BaseModel):
     design: StudyDesign | None = None
     training: TrainingOptions = PydanticField(default_factory=TrainingOptions)
     execution: ExecutionOptions = PydanticField(default_factory=ExecutionOptions)
+    reconstruction: ReconstructionOptions | None = PydanticField(
+        None,
+        description="pty-chi reconstruction jobs beside the training jobs (absent: none); "
+        "{} takes the study's Phase F defaults (LSQML, 100 epochs, both splits)",
+    )

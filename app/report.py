@@ -1,6 +1,6 @@
 """The study report of a run: quality per dose × view, with trivial baselines beside it.
 
-One row per enumerated job and per skipped view, in study order (dose, then view). Metric
+One row per training job and per skipped view, in study order (dose, then view). Metric
 values come from the job's result. Baselines come from the result too when the worker
 scored them (`baselines.<name>.ours`: "flat" and "input_only", stitched like the model);
 for a job without them (not trained yet, failed, or trained by an older worker) the flat
@@ -8,6 +8,12 @@ baseline is computed here from the job's test split (`app.baselines`); `baseline
 says which flat object a row holds, and its verdict (`app.verdict`) is judged against that
 one. CSV holds the same rows, each metric followed by its baselines (`<metric>_<baseline>`),
 then the skill against the flat object, the losses and the verdict.
+
+pty-chi (study.md §9, Phase G): a row's `ptychi` holds, per engine, the metrics of the
+run's reconstruction of the same dose and view's test split (the split the network is
+scored on), and `vs_PtyChi` the network's metrics minus the first engine's (Phase G's
+deltas: negative is better for an MAE). CSV adds `<metric>_ptychi` (that engine's) and
+`<metric>_vs_ptychi`.
 """
 
 from __future__ import annotations
@@ -75,6 +81,9 @@ class ReportRow(BaseModel):
     collapsed: bool = False
     collapse_reason: str | None = None
     verdict: str | None = None  # "learned", "no better than flat", "collapsed, …"; None unjudged
+    # engine → {"job_id", "status", "metrics"}: the test split's pty-chi reconstructions.
+    ptychi: dict[str, dict[str, Any]] = {}
+    vs_PtyChi: dict[str, float | None] = {}  # noqa: N815 (Phase G's name)
 
 
 class StudyReport(BaseModel):
@@ -102,7 +111,13 @@ def build_report(*, session: Session, run_id: int) -> StudyReport:
         raise NotFound("run", run_id)
     jobs = list(session.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.position))))
     skips = list(session.exec(select(SkipEvent).where(SkipEvent.run_id == run_id)))
-    rows = [_job_row(job) for job in jobs] + [_skip_row(skip) for skip in skips]
+    reconstructions = _reconstructions(jobs)
+    rows = [
+        _with_ptychi(_job_row(job), reconstructions.get((job.dose, job.view), {}))
+        for job in jobs
+        if job.kind == "train"
+    ]
+    rows += [_skip_row(skip) for skip in skips]
     rows.sort(key=lambda row: (row.dose, VIEW_ORDER.get(row.view, 99), row.view))
     views = sorted({row.view for row in rows}, key=lambda v: (VIEW_ORDER.get(v, 99), v))
     return StudyReport(
@@ -142,6 +157,38 @@ def _job_row(job: Job) -> ReportRow:
         collapse_reason=collapse_reason(result),
         verdict=verdict_label(judged),
     )
+
+
+def _reconstructions(jobs: list[Job]) -> dict[tuple[float, str], dict[str, dict[str, Any]]]:
+    """(dose, view) → engine → the test split's reconstruction: job id, status, metrics."""
+    found: dict[tuple[float, str], dict[str, dict[str, Any]]] = {}
+    for job in jobs:
+        if job.kind != "reconstruct" or job.split != "test" or job.engine is None:
+            continue
+        result = job.result or {}
+        metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+        found.setdefault((job.dose, job.view), {})[job.engine] = {
+            "job_id": job.id,
+            "status": job.status.value,
+            "metrics": {key: _number(metrics.get(key)) for key in METRIC_KEYS} if metrics else {},
+        }
+    return found
+
+
+def _with_ptychi(row: ReportRow, engines: dict[str, dict[str, Any]]) -> ReportRow:
+    if not engines:
+        return row
+    first = next(iter(engines.values()))["metrics"]
+    deltas: dict[str, float | None] = {}
+    for key in METRIC_KEYS:
+        ours, theirs = row.metrics.get(key), first.get(key)
+        deltas[key] = None if ours is None or theirs is None else ours - theirs
+    return row.model_copy(update={"ptychi": engines, "vs_PtyChi": deltas})
+
+
+def first_ptychi(row: ReportRow) -> dict[str, float | None]:
+    """The metrics of the row's first pty-chi engine ({} when the run has none)."""
+    return next(iter(row.ptychi.values()))["metrics"] if row.ptychi else {}
 
 
 def _row_verdict(row: ReportRow) -> Verdict:
@@ -205,7 +252,8 @@ def report_csv(report: StudyReport) -> str:
     ]
     losses = ["val_loss", "reference_val_loss", "flat_val_loss"]
     judged = ["beats_flat", "learned", "collapsed", "verdict"]
-    tail = [*skill_columns, *losses, *judged, "baseline_source", "skip_reason"]
+    ptychi = [f"{key}_{suffix}" for key in METRIC_KEYS for suffix in ("ptychi", "vs_ptychi")]
+    tail = [*skill_columns, *losses, *judged, "baseline_source", "skip_reason", *ptychi]
     writer.writerow([*head, "duration_s", *metric_columns, *tail])
     for row in report.rows:
         values: list[Any] = [row.dose, row.view, row.gridsize, row.job_id, row.status]
@@ -218,6 +266,9 @@ def report_csv(report: StudyReport) -> str:
         values += [row.val_loss, row.reference_val_loss, row.flat_val_loss]
         values += [_flag(row.beats_flat), _flag(row.learned), _flag(row.collapsed), row.verdict]
         values += [row.baseline_source, row.skip_reason]
+        theirs = first_ptychi(row)
+        for key in METRIC_KEYS:
+            values += [theirs.get(key), row.vs_PtyChi.get(key)]
         writer.writerow(["" if value is None else value for value in values])
     return buffer.getvalue()
 

@@ -101,6 +101,7 @@ def _enumerate(
             artifact_root=artifact_root,
             filters=body.filters,
             strict=body.strict,
+            reconstruction=body.reconstruction,
         )
     except MissingDataError as exc:
         raise RequestInvalid(_missing_errors(exc.missing, c_root)) from exc
@@ -207,6 +208,9 @@ def _new_run(body: RunCreate, design: StudyDesign, c_root: Path, d_root: Path) -
         design=design.model_dump(mode="json"),
         training=body.training.model_dump(mode="json"),
         execution=body.execution.model_dump(mode="json"),
+        reconstruction=(
+            None if body.reconstruction is None else body.reconstruction.model_dump(mode="json")
+        ),
     )
 
 
@@ -219,8 +223,20 @@ def _check_design_size(body: RunCreate, design: StudyDesign, max_jobs: int) -> N
             f"(doses {design.doses}, views {list(design.views)})"
         )
         raise RequestInvalid([{"loc": ["body", "filters"], "msg": msg, "type": "value_error"}])
-    if len(doses) * len(views) > max_jobs:
-        msg = f"{len(doses) * len(views)} jobs exceed the limit of {max_jobs} per run"
+    per_view = 1 if body.filters.selects_kind("train") else 0
+    if body.reconstruction is not None and body.filters.selects_kind("reconstruct"):
+        splits = [s for s in body.reconstruction.splits if body.filters.selects_split(s)]
+        per_view += len(body.reconstruction.engines) * len(splits)
+    if per_view == 0:
+        msg = (
+            "the filters select reconstructions but the run asks for none"
+            if body.filters.kind == "reconstruct"
+            else "the filters select no split of the run's reconstructions"
+        )
+        raise RequestInvalid([{"loc": ["body", "filters"], "msg": msg, "type": "value_error"}])
+    count = len(doses) * len(views) * per_view
+    if count > max_jobs:
+        msg = f"{count} jobs exceed the limit of {max_jobs} per run"
         loc = ["body", "design", "doses"]
         raise RequestInvalid([{"loc": loc, "msg": msg, "type": "value_error"}])
 

@@ -151,6 +151,10 @@ def report_table(document: dict[str, Any]) -> Table:
     for label, _ in REPORT_METRICS:
         table.add_column(f"{label}\nmodel / flat / input", justify="right")
     table.add_column("phase MAE\nskill", justify="right")
+    with_ptychi = any(row.get("ptychi") for row in document["rows"])
+    if with_ptychi:  # the run's iterative reference: its metrics, and the model's delta
+        for label, _ in REPORT_METRICS:
+            table.add_column(f"{label}\npty-chi / Δ", justify="right")
     table.add_column("verdict", justify="left", no_wrap=True)
     for row in document["rows"]:
         flat = row["baselines"].get("flat", {})
@@ -161,6 +165,17 @@ def report_table(document: dict[str, Any]) -> Table:
             for _, key in REPORT_METRICS
         ]
         skill = (row.get("skill") or {}).get("model", {}).get("phase_mae")
+        if with_ptychi:
+            engines = list((row.get("ptychi") or {}).values())
+            theirs = engines[0]["metrics"] if engines else {}
+            deltas = row.get("vs_PtyChi") or {}
+            cells.append(_number(skill))
+            cells += [
+                f"{_number(theirs.get(key))} / {_number(deltas.get(key))}"
+                for _, key in REPORT_METRICS
+            ]
+        else:
+            cells.append(_number(skill))
         table.add_row(
             dose_text(row["dose"]),
             row["view"],
@@ -169,7 +184,6 @@ def report_table(document: dict[str, Any]) -> Table:
             str(row["epochs_completed"] if row["epochs_completed"] is not None else "-"),
             duration(row["duration_s"]),
             *cells,
-            _number(skill),
             verdict_cell(row.get("verdict"), collapsed=bool(row.get("collapsed"))),
         )
     return table

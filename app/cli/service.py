@@ -114,6 +114,10 @@ def submit(
     n_groups: int | None = typer.Option(None, min=1),
     batch_size: int | None = typer.Option(None, min=1),
     accelerator: str | None = typer.Option(None, help="auto, cpu or gpu"),
+    reconstruct: str | None = typer.Option(
+        None, help="pty-chi reconstructions beside training, engines by comma: lsqml,epie"
+    ),
+    reconstruct_epochs: int | None = typer.Option(None, min=1, help="pty-chi epochs (100)"),
     api_url: str | None = typer.Option(None, help=API_URL_HELP),
 ) -> None:
     """Submit a run (POST /runs) from flags or a JSON file, and show what was enqueued."""
@@ -129,6 +133,12 @@ def submit(
         body["training"] = {key: value for key, value in training.items() if value is not None}
         if accelerator:
             body["execution"] = {"accelerator": accelerator}
+        if reconstruct:
+            engines = [name.strip() for name in reconstruct.split(",") if name.strip()]
+            options: dict[str, Any] = {"engines": engines}
+            if reconstruct_epochs is not None:
+                options["epochs"] = reconstruct_epochs
+            body["reconstruction"] = options
     else:
         raise typer.BadParameter("give --file, or both --phase-c-root and --phase-d-root")
     with api(api_url) as client:

@@ -25,6 +25,9 @@ _CLAIMED = (
     JOB.c.run_id,
     JOB.c.position,
     JOB.c.attempts,
+    JOB.c.kind,
+    JOB.c.engine,
+    JOB.c.split,
     JOB.c.dose,
     JOB.c.view,
     JOB.c.gridsize,
@@ -41,10 +44,10 @@ _CLAIM = (
 )
 CLAIMED_NAMES = tuple(column.name for column in _CLAIMED)
 _INSERT_ATTEMPT = insert(ATTEMPT)
-_RUN_OPTIONS = select(RUN.c.training, RUN.c.execution, RUN.c.design).where(
+_RUN_OPTIONS = select(RUN.c.training, RUN.c.execution, RUN.c.design, RUN.c.reconstruction).where(
     RUN.c.id == bindparam("b_run")
 )
-RunOptions = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+RunOptions = tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]
 _RUN_OPTIONS_CACHE: weakref.WeakKeyDictionary[Engine, dict[int, RunOptions]] = (
     weakref.WeakKeyDictionary()
 )
@@ -109,13 +112,19 @@ def warm_up(engine: Engine) -> None:
 
 
 def run_options(engine: Engine, run_id: int) -> RunOptions:
-    """A run's training/execution/design dicts; cached, as a run's options never change."""
+    """A run's training/execution/design/reconstruction dicts; cached, as a run's options
+    never change."""
     cache = _RUN_OPTIONS_CACHE.setdefault(engine, {})
     options = cache.get(run_id)
     if options is None:
         with engine.connect() as conn:
             row = conn.execute(_RUN_OPTIONS, {"b_run": run_id}).one()
-        options = (row.training or {}, row.execution or {}, row.design or {})
+        options = (
+            row.training or {},
+            row.execution or {},
+            row.design or {},
+            row.reconstruction or {},
+        )
         if len(cache) >= _RUN_OPTIONS_CACHE_SIZE:
             cache.clear()
         cache[run_id] = options

@@ -56,6 +56,10 @@ class ClaimedJob:
     training: dict[str, Any] = field(default_factory=dict)
     execution: dict[str, Any] = field(default_factory=dict)
     design: dict[str, Any] = field(default_factory=dict)
+    kind: str = "train"  # or "reconstruct": a pty-chi reconstruction of one split
+    engine: str | None = None
+    split: str | None = None
+    reconstruction: dict[str, Any] = field(default_factory=dict)
 
 
 _HELD = (
@@ -105,7 +109,7 @@ def claim_next_job(
         job = dict(zip(CLAIMED_NAMES, rows[0], strict=True))
         attempt |= {"job_id": job["id"], "number": job["attempts"]}
         transaction.execute(hot.insert_attempt.bind(attempt))
-    training, execution, design = run_options(engine, job["run_id"])
+    training, execution, design, reconstruction = run_options(engine, job["run_id"])
     return ClaimedJob(
         job_id=job["id"],
         run_id=job["run_id"],
@@ -123,6 +127,10 @@ def claim_next_job(
         training=dict(training),
         execution=dict(execution),
         design=dict(design),
+        kind=job["kind"],
+        engine=job["engine"],
+        split=job["split"],
+        reconstruction=dict(reconstruction),
     )
 
 

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,8 +34,12 @@ __all__ = [
 LOG_NAME = "train.log"
 
 
+JobKind = Literal["train", "reconstruct"]
+
+
 class Filters(BaseModel):
-    """Narrow a design to one dose, one view and/or one gridsize (None keeps everything)."""
+    """Narrow a design to one dose, one view, one gridsize, one kind of job and/or one split
+    (None keeps everything). `split` selects reconstructions only: a training job uses both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,6 +48,14 @@ class Filters(BaseModel):
     )
     view: View | None = None
     gridsize: Literal[1, 2] | None = None
+    kind: JobKind | None = Field(None, description="train or reconstruct")
+    split: Literal["train", "test"] | None = Field(None, description="of reconstructions")
+
+    def selects_kind(self, kind: str) -> bool:
+        return self.kind is None or self.kind == kind
+
+    def selects_split(self, split: str) -> bool:
+        return self.split is None or self.split == split
 
     def selects_dose(self, dose: float) -> bool:
         return self.dose is None or math.isclose(dose, self.dose, rel_tol=1e-9)
@@ -65,10 +77,16 @@ class JobSpec:
     test_data_path: Path
     log_path: Path
     artifact_dir: Path
+    kind: str = "train"
+    engine: str | None = None  # a reconstruction's pty-chi engine
+    split: str | None = None  # the split a reconstruction reconstructs
 
     def to_record(self) -> dict[str, Any]:
         """The job's fields with paths as strings (the columns of `Job`)."""
         return {
+            "kind": self.kind,
+            "engine": self.engine,
+            "split": self.split,
             "dose": self.dose,
             "view": self.view,
             "gridsize": self.gridsize,
@@ -87,7 +105,7 @@ class Enumeration:
     def placed_under(self, artifact_root: Path) -> Enumeration:
         """The same jobs with their artifact folders and logs under `artifact_root`."""
         root = Path(artifact_root).resolve()
-        jobs = [_placed(job, _artifact_dir(root, job.dose, job.view)) for job in self.jobs]
+        jobs = [_placed(job, _job_dir(root, job)) for job in self.jobs]
         return Enumeration(jobs=jobs, skips=self.skips)
 
 
@@ -108,11 +126,14 @@ def enumerate_jobs(
     artifact_root: Path,
     filters: Filters,
     strict: bool,
+    reconstruction: Reconstructions | None = None,
 ) -> Enumeration:
-    """The jobs and skip events of a design, per dose ascending, then baseline, dense, sparse.
+    """The jobs and skip events of a design, per dose ascending, then baseline, dense, sparse;
+    per view its training job, then its reconstructions (engine × split) when asked.
 
     Raises MissingDataError for missing Phase C files, and for missing Phase D files when
-    `strict`; otherwise a view without Phase D data becomes a skip event.
+    `strict`; otherwise a view without Phase D data becomes a skip event, which stands for
+    its training job and its reconstructions alike.
     """
     c_root, d_root = Path(phase_c_root).resolve(), Path(phase_d_root).resolve()
     a_root = Path(artifact_root).resolve()
@@ -128,12 +149,12 @@ def enumerate_jobs(
             if view == "baseline":
                 layout = phase_c_layout(c_root, dose)
                 missing_c.extend(missing_files(layout))
-                jobs.append(_job(dose, view, layout, a_root))
+                jobs += _view_jobs(dose, view, layout, a_root, filters, reconstruction)
                 continue
             candidates = phase_d_layouts(d_root, dose, view)
             found = next((c for c in candidates if not missing_files(c)), None)
             if found is not None:
-                jobs.append(_job(dose, view, found, a_root))
+                jobs += _view_jobs(dose, view, found, a_root, filters, reconstruction)
             else:
                 missing_d.extend(p for c in candidates for p in missing_files(c))
                 skips.append(skip_event(dose, view, candidates, rejections))
@@ -157,11 +178,59 @@ def write_dry_run_logs(
         else:
             log = opener(job.log_path)
         with log:
-            log.write(f"DRY RUN: {job.view} dose={job.dose} gridsize={job.gridsize}\n")
+            if job.kind == "reconstruct":
+                log.write(
+                    f"DRY RUN: reconstruct {job.view} dose={job.dose} "
+                    f"engine={job.engine} split={job.split}\n"
+                )
+            else:
+                log.write(f"DRY RUN: {job.view} dose={job.dose} gridsize={job.gridsize}\n")
+
+
+class Reconstructions(Protocol):
+    """What enumeration needs of the run's reconstruction options."""
+
+    @property
+    def engines(self) -> Sequence[str]: ...
+
+    @property
+    def splits(self) -> Sequence[str]: ...
+
+
+RECONSTRUCTION_DIR = "ptychi"
+
+
+def _view_jobs(
+    dose: float,
+    view: str,
+    layout: DataLayout,
+    artifact_root: Path,
+    filters: Filters,
+    reconstruction: Reconstructions | None,
+) -> list[JobSpec]:
+    """A view's training job, then one reconstruction per engine and split, as filtered."""
+    jobs = [_job(dose, view, layout, artifact_root)] if filters.selects_kind("train") else []
+    if reconstruction is None or not filters.selects_kind("reconstruct"):
+        return jobs
+    for engine in reconstruction.engines:
+        for split in reconstruction.splits:
+            if filters.selects_split(split):
+                spec = replace(_job(dose, view, layout, artifact_root), kind="reconstruct")
+                spec = replace(spec, engine=engine, split=split)
+                jobs.append(_placed(spec, _job_dir(artifact_root, spec)))
+    return jobs
 
 
 def _artifact_dir(artifact_root: Path, dose: float, view: str) -> Path:
     return artifact_root / dose_dirname(dose) / view / f"gs{GRIDSIZE[view]}"
+
+
+def _job_dir(artifact_root: Path, job: JobSpec) -> Path:
+    """gs<k>/ for a training job; ptychi/<engine>_<split>/ for a reconstruction."""
+    if job.kind == "reconstruct":
+        folder = f"{job.engine}_{job.split}"
+        return artifact_root / dose_dirname(job.dose) / job.view / RECONSTRUCTION_DIR / folder
+    return _artifact_dir(artifact_root, job.dose, job.view)
 
 
 def _job(dose: float, view: str, layout: DataLayout, artifact_root: Path) -> JobSpec:

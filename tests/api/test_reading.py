@@ -44,7 +44,13 @@ def test_run_jobs_skips_and_job_read_back(client: TestClient, study: StudyTree) 
     run_id = created["id"]
     run = client.get(f"/runs/{run_id}").json()
     assert (run["status"], run["job_count"], run["skipped_count"]) == ("queued", 2, 1)
-    assert run["filters"] == {"dose": None, "view": "sparse", "gridsize": None}
+    assert run["filters"] == {
+        "dose": None,
+        "view": "sparse",
+        "gridsize": None,
+        "kind": None,
+        "split": None,
+    }
     jobs = client.get(f"/runs/{run_id}/jobs").json()
     assert jobs["count"] == 2
     assert [j["dose"] for j in jobs["data"]] == [1e4, 1e5]

@@ -20,7 +20,12 @@ from app.core.files import write_json_atomic
 from app.queue import ClaimedJob, Progress
 from worker.executors.attempt_files import AttemptFiles, ProgressWatch, cluster_options
 from worker.executors.base import Execution, Outcome
-from worker.executors.training import build_train_config, check_job_paths
+from worker.executors.training import (
+    RECONSTRUCT,
+    build_train_config,
+    check_job_paths,
+    reconstruct_job,
+)
 from worker.reporting import append_log
 
 if TYPE_CHECKING:
@@ -34,13 +39,15 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def run_attempt(job: ClaimedJob, files: AttemptFiles, resume: bool) -> dict[str, Any]:
-    """Runs in a Ray worker process: train the job, return its result."""
+    """Runs in a Ray worker process: train (or reconstruct) the job, return its result."""
     from worker.training import train
     from worker.training.progress_file import FileReporter
 
     where = {"node": socket.gethostname(), "pid": os.getpid()}
     write_json_atomic(files.folder / TASK_FILE, where)  # who runs it, for people and tests
     reporter = FileReporter(files.progress, files.stop)
+    if job.kind == RECONSTRUCT:
+        return reconstruct_job(job, reporter)
     result: dict[str, Any] = train(build_train_config(job), reporter=reporter, resume=resume)
     return result
 

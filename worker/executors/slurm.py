@@ -31,7 +31,7 @@ from app.queue import ClaimedJob, Progress
 from worker.executors.attempt_files import AttemptFiles, ProgressWatch, cluster_options, tail
 from worker.executors.base import Execution, Outcome
 from worker.executors.slurm_client import REQUEUED_STATES, SlurmClient, SlurmError, SlurmJobState
-from worker.executors.training import build_train_config, check_job_paths
+from worker.executors.training import RECONSTRUCT, build_train_config, check_job_paths
 from worker.reporting import append_log
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,11 @@ class SlurmExecutor:
 
     def start(self, job: ClaimedJob) -> Execution:
         """Write the attempt's files and submit it; returns once SLURM has accepted it."""
+        if job.kind == RECONSTRUCT:
+            raise NotImplementedError(
+                "the SLURM executor runs training jobs only: run pty-chi reconstructions "
+                "on the local or Ray executor"
+            )
         check_job_paths(job, self._settings.data_root)
         self._cancel_leftovers(job)
         files = AttemptFiles.for_job(job, BACKEND)

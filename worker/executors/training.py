@@ -24,6 +24,7 @@ __all__ = ["CLUSTER_KEY", "TrainingExecutor", "build_train_config", "check_job_p
 
 # The run's `execution` key for cluster resources (SLURM, Ray); the other keys are TrainConfig's.
 CLUSTER_KEY = "cluster"
+RECONSTRUCT = "reconstruct"  # a job's kind for a pty-chi reconstruction
 
 # Imported once by the fork server, so a job's child starts with them warm.
 TRAINING_PRELOAD = ("torch", "lightning", "worker.training.runner", "worker.executors.training")
@@ -91,7 +92,33 @@ def train_job(
     limits = limits or ReadLimits()
     if limits.root is not None:
         check_job_paths(job, limits.root)
+    if job.kind == RECONSTRUCT:
+        with read_limits(limits):
+            return reconstruct_job(job, reporter)
     config = build_train_config(job)
     with read_limits(limits):
         result: dict[str, Any] = train(config, reporter=reporter, resume=job.attempt > 1)
+    return result
+
+
+def reconstruct_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
+    """A pty-chi reconstruction of the job's split with the run's reconstruction options."""
+    from worker.reconstruction import ReconstructConfig, reconstruct
+
+    options = job.reconstruction
+    accelerator = job.execution.get("accelerator", "auto")
+    config = ReconstructConfig(
+        input_npz=Path(job.train_data_path if job.split == "train" else job.test_data_path),
+        out_dir=Path(job.artifact_dir),
+        engine=job.engine or "lsqml",
+        epochs=int(options.get("epochs", 100)),
+        batch_size=int(options.get("batch_size", 96)),
+        noise_model=str(options.get("noise_model", "gaussian")),
+        probe_trainable=bool(options.get("probe_trainable", False)),
+        nphotons=job.dose,
+        accelerator="gpu" if accelerator == "cuda" else accelerator,
+        log_path=Path(job.log_path),
+        label=f"run {job.run_id}, job {job.job_id}, {job.view} {job.split}",
+    )
+    result: dict[str, Any] = reconstruct(config, reporter=reporter)
     return result

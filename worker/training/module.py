@@ -174,7 +174,9 @@ class LitPtychoPINN(L.LightningModule):
                 optimizer,
                 mode="min",
                 factor=hp["lr_factor"],
-                patience=hp["lr_patience"],
+                # Keras (PtychoPINN) lowers the rate once `patience` epochs went without a
+                # better loss; torch waits for one more: its patience is Keras's minus one.
+                patience=max(int(hp["lr_patience"]) - 1, 0),
                 min_lr=min(hp["min_lr"], hp["lr"]),  # a rate set below the floor stays
             )
             return {

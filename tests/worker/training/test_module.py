@@ -52,9 +52,10 @@ def test_plateau_schedule_halves_the_rate_after_its_patience_down_to_the_floor()
     for val_loss in (1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95):
         plateau.step(val_loss)
         rates.append(optimizer.param_groups[0]["lr"])
-    # Two epochs without a better loss are waited out; the third halves the rate.
-    assert rates[:4] == [1e-3] * 4
-    assert rates[4] == pytest.approx(5e-4)
+    # As Keras counts patience: two epochs without a better loss halve the rate.
+    assert rates[:3] == [1e-3] * 3
+    assert rates[3] == pytest.approx(5e-4)
+    assert rates[5] == pytest.approx(3e-4)  # two more: 2.5e-4, held at the floor
     assert rates[-1] == pytest.approx(3e-4)  # never below min_lr
     # A rate set below the floor is never raised to it.
     low = _model(scheduler="plateau", lr=1e-5, min_lr=1e-4).configure_optimizers()
