@@ -41,6 +41,9 @@ class JobLive(BaseModel):
 
     id: int
     position: int
+    kind: str = "train"  # or "reconstruct": a pty-chi reconstruction
+    engine: str | None = None
+    split: str | None = None
     dose: float
     view: str
     gridsize: int
@@ -136,6 +139,9 @@ def job_live(job: Job, total: int, mean_s: float | None, now: datetime) -> JobLi
     return JobLive(
         id=job.id,
         position=job.position,
+        kind=job.kind,
+        engine=job.engine,
+        split=job.split,
         dose=job.dose,
         view=job.view,
         gridsize=job.gridsize,

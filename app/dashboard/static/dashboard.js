@@ -278,12 +278,26 @@ function renderMatrix(container, live, jobs) {
     views.map((view) => el("th", {}, view, gridsize[view] ? el("small", {}, ` gs${gridsize[view]}`) : null)));
   const rows = doses.map((d) => el("tr", {}, el("th", { class: "dose" }, dose(d)),
     views.map((view) => {
-      const job = jobs.find((j) => j.dose === d && j.view === view);
+      const here = jobs.filter((j) => j.dose === d && j.view === view);
+      const job = here.find((j) => (j.kind ?? "train") === "train");
+      const rebuilt = here.filter((j) => j.kind === "reconstruct");
       const skip = live.skipped_views.find((s) => s.dose === d && s.view === view);
-      return job ? jobCell(job) : skipCell(skip);
+      if (!job && !rebuilt.length) return skipCell(skip);
+      const cell = job ? jobCell(job) : el("td", { class: "cell" });
+      for (const other of rebuilt) cell.append(reconstructionLine(other));
+      return cell;
     })));
   container.replaceChildren(el("table", { class: "matrix", "data-testid": "matrix" },
     el("thead", {}, head), el("tbody", {}, rows)));
+}
+
+// A pty-chi reconstruction of the cell's dose and view: engine, split, status, its score.
+function reconstructionLine(job) {
+  const corr = job.metrics?.phase_correlation;
+  return el("div", { class: "ptychi", "data-testid": "ptychi" },
+    el("a", { href: `/ui/jobs/${job.id}` }, `pty-chi ${job.engine} ${job.split}`), " ",
+    badge(job.status),
+    corr === undefined || corr === null ? null : ` phase corr ${number(corr)}`);
 }
 
 function jobCell(job) {
