@@ -14,9 +14,11 @@ import math
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import TOKEN_COOKIE, TokenInUrl
 from app.errors import Conflict, NotFound, PathRefused, RequestInvalid, Unauthorized
@@ -111,6 +113,19 @@ async def _validation_failed(_: Request, exc: Exception) -> JSONResponse:
     return _detail(status.HTTP_422_UNPROCESSABLE_CONTENT, errors)
 
 
+# What FastAPI answers (400) when a body's bytes do not even decode.
+_UNPARSED_BODY = "There was an error parsing the body"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answer, but an undecodable body is a 422 on the body like bad JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_400_BAD_REQUEST and exc.detail == _UNPARSED_BODY:
+        error = {"loc": ["body"], "msg": "the body is not UTF-8 JSON", "type": "json_invalid"}
+        return _detail(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
+    return await http_exception_handler(request, exc)
+
+
 async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return _detail(status.HTTP_409_CONFLICT, str(exc))
 
@@ -140,6 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(RequestInvalid, _request_invalid)
     app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(PathRefused, _conflict)
     app.add_exception_handler(Unauthorized, _unauthorized)

@@ -160,3 +160,11 @@ def test_the_cli_report_shows_ptychi_columns_only_when_the_run_has_them() -> Non
     assert "0.04 / 0.11" in text
     console.print(report_table({**document, "rows": [{**row, "ptychi": {}, "vs_PtyChi": {}}]}))
     assert console.export_text().count("pty-chi") == 0
+
+
+def test_a_body_whose_bytes_do_not_decode_is_a_422_on_the_body(client: TestClient) -> None:
+    response = client.post(
+        "/runs", content=b"\xcf\xa9\xff\xfe3", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body"]
