@@ -2,8 +2,13 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Override on GPU hosts, e.g. make setup TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>"
-TORCH_SPEC ?= torch==2.13.0
+# torch with a torchvision that imports beside it (pty-chi needs one); a CUDA build that also
+# runs on the CPU. Override on other hosts, e.g.
+# make setup TORCH_SPEC="torch==2.14.1 torchvision==0.29.1 --index-url <your CUDA index>"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# pty-chi without its declared dependencies: they would replace torch; what it imports is
+# pinned in requirements.txt.
+PTYCHI_SPEC ?= ptychi==2.2.0
 STAMP := $(VENV)/.installed
 
 .PHONY: setup lint typecheck test demo serve bench clean
@@ -12,6 +17,7 @@ $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps $(PTYCHI_SPEC)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -38,6 +44,7 @@ bench: setup
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/learning.py $(LEARNING_ARGS)
+	$(BIN)/python bench/reconstruct_bare.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/dispatch.py

@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
+from app.options import ALGORITHMS
 from app.paths import FILESYSTEM_ROOT, confined_dir, open_in
 from app.study.overlap_lookup import ProbeOverlaps
 
@@ -34,8 +35,6 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "training_manifest.json"
 SKIP_SUMMARY_NAME = "skip_summary.json"
 RECONSTRUCTION_MANIFEST_NAME = "reconstruction_manifest.json"
-# How the study's Phase F names each engine in its manifest.
-ALGORITHMS = {"lsqml": "LSQML", "epie": "ePIE", "rpie": "rPIE", "dm": "DM"}
 LOCK_NAME = f".{MANIFEST_NAME}.lock"
 FILTER_KEYS = ("dose", "view", "gridsize")
 STUDY_JOB_KEYS = (

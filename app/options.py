@@ -97,6 +97,11 @@ class TrainingOptions(BaseModel):
 
 
 ENGINES = ("lsqml", "epie", "rpie", "dm")
+# Each engine's name as the study's reconstruction_manifest.json writes it.
+ALGORITHMS = {"lsqml": "LSQML", "epie": "ePIE", "rpie": "rPIE", "dm": "DM"}
+# Patterns per update when the run names none: Phase F's 96 for LSQML; the PIE engines
+# diverge at 96 on the demo data (rPIE's loss went from 3.9 to 1.5e8) and do well at 16.
+ENGINE_BATCH_SIZE = {"lsqml": 96, "epie": 16, "rpie": 16, "dm": 96}
 SPLITS = ("train", "test")
 Split = Literal["train", "test"]
 Engine = Literal["lsqml", "epie", "rpie", "dm"]
@@ -126,8 +131,11 @@ class ReconstructionOptions(BaseModel):
     splits: list[Split] = PydanticField(
         default_factory=_both_splits, min_length=1, max_length=len(SPLITS)
     )
-    batch_size: int = PydanticField(
-        96, ge=1, le=MAX_RECONSTRUCTION_BATCH, description="Patterns per update"
+    batch_size: int | None = PydanticField(
+        None,
+        ge=1,
+        le=MAX_RECONSTRUCTION_BATCH,
+        description="Patterns per update; unset: 96 for LSQML and DM, 16 for ePIE and rPIE",
     )
     noise_model: Literal["gaussian", "poisson"] = "gaussian"
     probe_trainable: bool = False

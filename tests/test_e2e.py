@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -144,3 +145,48 @@ def test_a_real_run_trains_every_job_and_serves_its_manifest(
     with pytest.raises(ApiError) as missing:
         client.run(run["id"] + 2)  # nothing stored for the refused run
     assert missing.value.status_code == 404
+
+
+def test_a_ptychi_reconstruction_runs_through_the_service_and_a_cancel_keeps_its_part(
+    services: tuple[PtychoClient, Path, str],
+) -> None:
+    pytest.importorskip("ptychi", reason="pty-chi (the ptychi package) is not installed")
+    client, data_root, _ = services
+    phase_c, phase_d = make_demo_data(data_root / "study", doses=(1e5,), n_positions=300)
+    body = {
+        "phase_c_root": str(phase_c),
+        "phase_d_root": str(phase_d),
+        "design": {"doses": [1e5], "views": ["baseline"]},
+        "filters": {"kind": "reconstruct", "split": "test"},
+        "reconstruction": {"epochs": 20, "batch_size": 16},
+        "execution": {"accelerator": "cpu"},
+    }
+    run = client.submit_run(body)
+    [job] = run["jobs"]
+    assert (job["kind"], job["engine"], job["split"]) == ("reconstruct", "lsqml", "test")
+    finished = client.wait_for_run(run["id"], timeout_s=240, poll_s=0.5)
+    assert finished["status"] == "succeeded", client.jobs(run["id"])
+    manifest = client.manifest(run["id"])
+    [entry] = manifest["reconstruction_jobs"]
+    assert manifest["jobs"] == []
+    assert (entry["algorithm"], entry["num_epochs"], entry["status"]) == ("LSQML", 20, "succeeded")
+    metrics = entry["result"]["metrics"]
+    flat = entry["result"]["baselines"]["flat"]["ours"]
+    assert metrics["phase_correlation"] >= 0.9
+    assert metrics["phase_mae"] <= flat["phase_mae"] / 2
+    assert (Path(entry["output_dir"]) / "reconstruction.npz").is_file()
+    assert Path(manifest["artifact_root"], "reconstruction_manifest.json").is_file()
+
+    # Cancelled while it runs: it stops between epochs and keeps what it reached.
+    long = client.submit_run({**body, "reconstruction": {"epochs": 2000, "batch_size": 16}})
+    [job] = long["jobs"]
+    deadline = time.monotonic() + 120
+    while client.job(job["id"])["progress"]["epoch"] in (None, 0):
+        assert time.monotonic() < deadline, client.job(job["id"])
+        time.sleep(0.3)
+    client.cancel_job(job["id"])
+    ended = client.wait_for_run(long["id"], timeout_s=120, poll_s=0.5)
+    assert ended["status"] == "cancelled"
+    result = json.loads((Path(job["artifact_dir"]) / "result.json").read_text())
+    assert result["status"] == "stopped"
+    assert 0 < result["epochs_completed"] < 2000

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from app.core.config import Settings
+from app.options import ENGINE_BATCH_SIZE
 from app.paths import check_confined
 from app.queue import ClaimedJob
 from app.study.npz import ReadLimits, read_limits
@@ -112,7 +113,7 @@ def reconstruct_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, An
         out_dir=Path(job.artifact_dir),
         engine=job.engine or "lsqml",
         epochs=int(options.get("epochs", 100)),
-        batch_size=int(options.get("batch_size", 96)),
+        batch_size=int(options.get("batch_size") or ENGINE_BATCH_SIZE[job.engine or "lsqml"]),
         noise_model=str(options.get("noise_model", "gaussian")),
         probe_trainable=bool(options.get("probe_trainable", False)),
         nphotons=job.dose,
