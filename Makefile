@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/learning.py $(LEARNING_ARGS)
 	$(BIN)/python bench/reconstruct_bare.py
+	$(BIN)/python bench/reconstruct.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/dispatch.py

@@ -118,6 +118,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--architectures", nargs="+", choices=tuple(ARCHITECTURES), default=list(ARCHITECTURES)
     )
+    parser.add_argument(
+        "--inputs",
+        choices=("amplitudes", "amplitudes+backprop"),
+        help="what every network sees (default: ptychopinn the amplitudes, unet both)",
+    )
     parser.add_argument("--gridsizes", nargs="+", type=int, choices=(1, 2), default=[1, 2])
     parser.add_argument("--doses", nargs="+", type=float, default=list(DEFAULT_DOSES))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
@@ -213,7 +218,7 @@ def make_config(
         gridsize=job.gridsize,
         nphotons=job.dose,
         architecture=architecture,
-        inputs=ARCHITECTURES[architecture],
+        inputs=args.inputs or ARCHITECTURES[architecture],
         seed=seed,
         accelerator=args.accelerator,
         # Metric files are not read here; checkpoints are written as train() always does.

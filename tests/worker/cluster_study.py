@@ -66,7 +66,12 @@ def study_services(tmp_path: Path, *, workers: int, **settings: str) -> Iterator
 
 
 def submit_demo_study(
-    services: Services, cluster: dict[str, Any], *, epochs: int = EPOCHS, **filters: Any
+    services: Services,
+    cluster: dict[str, Any],
+    *,
+    epochs: int = EPOCHS,
+    reconstruction: dict[str, Any] | None = None,
+    **filters: Any,
 ) -> dict[str, Any]:
     """The demo study of test_e2e, with the run's cluster resources; returns the new run."""
     phase_c, phase_d = make_demo_data(
@@ -85,6 +90,7 @@ def submit_demo_study(
         },  # every epoch runs: tests count them,
         "execution": {"accelerator": "cpu", "logger": "csv", "cluster": cluster},
         "filters": filters,
+        **({"reconstruction": reconstruction} if reconstruction is not None else {}),
     }
     run: dict[str, Any] = services.client.submit_run(body)
     return run

@@ -7,6 +7,7 @@ start (`.ci/run` installs it in CI).
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import time
@@ -27,7 +28,7 @@ from tests.worker.cluster_study import (
     submit_demo_study,
 )
 from worker.executors.attempt_files import AttemptFiles
-from worker.executors.slurm import sbatch_options, write_script
+from worker.executors.slurm import RECONSTRUCTION_MODULE, sbatch_options, write_script
 from worker.executors.slurm_client import SlurmClient, parse_scontrol
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,6 +141,20 @@ def test_batch_script_execs_the_trainer_and_resumes_from_the_second_attempt(
     assert "--resume" not in first.read_text()
 
 
+def test_a_reconstruction_s_batch_script_runs_pty_chi_afresh_on_every_attempt(
+    tmp_path: Path,
+) -> None:
+    files = AttemptFiles(tmp_path / "job 2" / "slurm" / "attempt-2")
+    files.folder.mkdir(parents=True)
+    script = write_script(
+        files, "python", [], resume=True, module=RECONSTRUCTION_MODULE
+    ).read_text()
+    argv = shlex.split(script.splitlines()[-1])
+    assert argv[:4] == ["exec", "python", "-m", "worker.reconstruction"]
+    assert argv[argv.index("--progress-file") + 1] == str(files.progress)
+    assert "--resume" not in argv  # pty-chi keeps no checkpoint: a new attempt starts over
+
+
 @pytest.mark.slow
 def test_demo_study_runs_through_slurm_and_a_scancel_is_recovered(
     slurm: SlurmClient, tmp_path: Path
@@ -228,3 +243,34 @@ def test_a_failed_node_ends_the_attempt_as_interrupted_and_the_job_resumes_uncou
     assert second["outcome"] == "succeeded"
     assert done["failures"] == 0
     assert "resuming from checkpoints/last.ckpt" in Path(done["log_path"]).read_text()
+
+
+@pytest.mark.slow
+def test_a_ptychi_reconstruction_runs_as_a_slurm_job(slurm: SlurmClient, tmp_path: Path) -> None:
+    settings = {"executor": "slurm", "slurm_poll_interval_s": "0.3", "heartbeat_s": "1"}
+    with study_services(tmp_path, workers=1, **settings) as services:
+        client = services.client
+        reconstruction = {"engines": ["lsqml"], "epochs": 12, "splits": ["test"]}
+        run = submit_demo_study(
+            services,
+            {"gpus": 0, "cpus": 1},
+            reconstruction=reconstruction,
+            kind="reconstruct",
+            view="baseline",
+        )
+        assert [(j["kind"], j["engine"], j["split"]) for j in run["jobs"]] == [
+            ("reconstruct", "lsqml", "test")
+        ]
+        finished = client.wait_for_run(run["id"], timeout_s=STUDY_TIMEOUT_S, poll_s=0.5)
+        [job] = client.jobs(run["id"])
+    assert finished["status"] == "succeeded", job
+    assert job["executor"] == "slurm"
+    result = job["result"]
+    assert result["algorithm"] == "LSQML"
+    assert result["epochs_completed"] == 12
+    flat = result["baselines"]["flat"]["ours"]["phase_mae"]
+    assert result["metrics"]["phase_mae"] < flat  # pty-chi beats the flat object
+    assert result["metrics"]["phase_correlation"] > 0.5
+    attempt = Path(job["artifact_dir"]) / "slurm" / "attempt-1"
+    assert "-m worker.reconstruction" in (attempt / "job.sh").read_text()
+    assert json.loads((attempt / "config.json").read_text())["engine"] == "lsqml"

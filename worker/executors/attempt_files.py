@@ -1,7 +1,8 @@
 """What a cluster attempt and its worker share: a folder per attempt inside the job's folder.
 
 A SLURM job or a Ray task runs on another machine, so it cannot use the fork server's pipe:
-the worker writes the job's `TrainConfig` to `config.json`, the trainer keeps its latest
+the worker writes the job's `TrainConfig` (a reconstruction's `ReconstructConfig`) to
+`config.json`, the job's process keeps its latest
 progress in `progress.json`, and the worker creates `stop` to ask it to stop. The folder
 lies under the run's artifact root, which the cluster's nodes and the worker share.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from app.core.files import write_json_atomic
 from app.queue import ClaimedJob, Progress
 from worker.executors.training import CLUSTER_KEY
+from worker.reconstruction import ReconstructConfig
 from worker.training import TrainConfig
 from worker.training.progress_file import read_progress_file
 
@@ -44,7 +46,7 @@ class AttemptFiles:
     def stop(self) -> Path:
         return self.folder / "stop"
 
-    def create(self, config: TrainConfig) -> None:
+    def create(self, config: TrainConfig | ReconstructConfig) -> None:
         """Make the folder (a retry of the same attempt number starts it afresh) and config."""
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in (self.progress, self.stop):

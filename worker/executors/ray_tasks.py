@@ -22,6 +22,7 @@ from worker.executors.attempt_files import AttemptFiles, ProgressWatch, cluster_
 from worker.executors.base import Execution, Outcome
 from worker.executors.training import (
     RECONSTRUCT,
+    build_job_config,
     build_train_config,
     check_job_paths,
     reconstruct_job,
@@ -130,7 +131,7 @@ class RayExecutor:
         """Write the attempt's files and submit its task; returns at once."""
         check_job_paths(job, self._settings.data_root)
         files = AttemptFiles.for_job(job, BACKEND)
-        files.create(build_train_config(job))
+        files.create(build_job_config(job))
         cluster = cluster_options(job)
         options = {
             "num_gpus": float(cluster.get("gpus", self._settings.ray_num_gpus)),

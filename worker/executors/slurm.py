@@ -1,11 +1,12 @@
 """The SLURM executor: each attempt is one `sbatch` job; the worker that claimed it watches it.
 
 The batch script runs the single-job trainer, `python -m worker.training --config ...`, in
-the job's folder; the worker polls the job's state every `slurm_poll_interval_s`, reads its
-progress file, asks it to stop through a stop file and kills it with `scancel`. The worker
-stays the one writer of the job's status: SLURM's states become an `Outcome` (table below),
-and a job SLURM requeues or preempts ends this attempt; the queue then makes a new attempt,
-which resumes from the job's `last.ckpt`.
+the job's folder (a pty-chi reconstruction job runs `python -m worker.reconstruction`); the
+worker polls the job's state every `slurm_poll_interval_s`, reads its progress file, asks it
+to stop through a stop file and kills it with `scancel`. The worker stays the one writer of
+the job's status: SLURM's states become an `Outcome` (table below), and a job SLURM requeues
+or preempts ends this attempt; the queue then makes a new attempt, which resumes from the
+job's `last.ckpt` (a reconstruction starts over).
 
 | SLURM state                         | outcome                                  |
 |-------------------------------------|------------------------------------------|
@@ -31,7 +32,7 @@ from app.queue import ClaimedJob, Progress
 from worker.executors.attempt_files import AttemptFiles, ProgressWatch, cluster_options, tail
 from worker.executors.base import Execution, Outcome
 from worker.executors.slurm_client import REQUEUED_STATES, SlurmClient, SlurmError, SlurmJobState
-from worker.executors.training import RECONSTRUCT, build_train_config, check_job_paths
+from worker.executors.training import RECONSTRUCT, build_job_config, check_job_paths
 from worker.reporting import append_log
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 BACKEND = "slurm"
 JOB_ID_FILE = "slurm_job_id"
 _INTERRUPTED_STATES = frozenset({"PREEMPTED", "NODE_FAIL", "BOOT_FAIL"})
+TRAINING_MODULE = "worker.training"
+RECONSTRUCTION_MODULE = "worker.reconstruction"  # starts afresh: it keeps no checkpoint
 
 
 class SlurmExecution:
@@ -135,17 +138,13 @@ class SlurmExecutor:
 
     def start(self, job: ClaimedJob) -> Execution:
         """Write the attempt's files and submit it; returns once SLURM has accepted it."""
-        if job.kind == RECONSTRUCT:
-            raise NotImplementedError(
-                "the SLURM executor runs training jobs only: run pty-chi reconstructions "
-                "on the local or Ray executor"
-            )
         check_job_paths(job, self._settings.data_root)
         self._cancel_leftovers(job)
         files = AttemptFiles.for_job(job, BACKEND)
-        files.create(build_train_config(job))
+        files.create(build_job_config(job))
         options = sbatch_options(job, self._settings, files)
-        script = write_script(files, self._python, options, resume=job.attempt > 1)
+        module = RECONSTRUCTION_MODULE if job.kind == RECONSTRUCT else TRAINING_MODULE
+        script = write_script(files, self._python, options, resume=job.attempt > 1, module=module)
         slurm_id = self._client.submit(script, options)
         (files.folder / JOB_ID_FILE).write_text(slurm_id + "\n", encoding="utf-8")
         append_log(job.log_path, f"attempt {job.attempt} is SLURM job {slurm_id}")
@@ -201,12 +200,24 @@ def sbatch_options(job: ClaimedJob, settings: Settings, files: AttemptFiles) -> 
     return [*options, *shlex.split(settings.slurm_sbatch_args)]
 
 
-def write_script(files: AttemptFiles, python: str, options: list[str], *, resume: bool) -> Path:
-    """The batch script, beside the attempt's other files (it records how it was submitted)."""
+def write_script(
+    files: AttemptFiles,
+    python: str,
+    options: list[str],
+    *,
+    resume: bool,
+    module: str = TRAINING_MODULE,
+) -> Path:
+    """The batch script, beside the attempt's other files (it records how it was submitted).
+
+    It runs `python -m <module> --config ...`: the trainer, or the pty-chi reconstruction
+    (which has no checkpoint, so no `--resume`).
+    """
+    resume = resume and module == TRAINING_MODULE
     trainer = [
         python,
         "-m",
-        "worker.training",
+        module,
         "--config",
         str(files.config),
         "--progress-file",

@@ -19,9 +19,18 @@ from app.queue import ClaimedJob
 from app.study.npz import ReadLimits, read_limits
 from worker.executors.base import Execution, ProgressReporter
 from worker.executors.forkserver import ChildProcessExecutor, JobTarget
+from worker.reconstruction import ReconstructConfig  # light, as TrainConfig
 from worker.training import TrainConfig  # light: torch loads with `train`, in the child
 
-__all__ = ["CLUSTER_KEY", "TrainingExecutor", "build_train_config", "check_job_paths", "train_job"]
+__all__ = [
+    "CLUSTER_KEY",
+    "RECONSTRUCT",
+    "TrainingExecutor",
+    "build_job_config",
+    "build_train_config",
+    "check_job_paths",
+    "train_job",
+]
 
 # The run's `execution` key for cluster resources (SLURM, Ray); the other keys are TrainConfig's.
 CLUSTER_KEY = "cluster"
@@ -29,6 +38,7 @@ RECONSTRUCT = "reconstruct"  # a job's kind for a pty-chi reconstruction
 
 # Imported once by the fork server, so a job's child starts with them warm.
 TRAINING_PRELOAD = ("torch", "lightning", "worker.training.runner", "worker.executors.training")
+PTYCHI_PRELOAD = ("ptychi.api",)  # its import leaves torch's process state as it was
 
 
 class TrainingExecutor(ChildProcessExecutor):
@@ -41,9 +51,11 @@ class TrainingExecutor(ChildProcessExecutor):
         settings: Settings,
         *,
         target: JobTarget | None = None,
-        preload: Sequence[str] = TRAINING_PRELOAD,
+        preload: Sequence[str] | None = None,
     ) -> None:
         limits = ReadLimits(root=settings.data_root, max_member_bytes=settings.max_npz_member_bytes)
+        if preload is None:
+            preload = TRAINING_PRELOAD + (PTYCHI_PRELOAD if settings.preload_ptychi else ())
         super().__init__(target or partial(train_job, limits=limits), preload=preload)
         self._data_root = settings.data_root
 
@@ -102,18 +114,17 @@ def train_job(
     return result
 
 
-def reconstruct_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
-    """A pty-chi reconstruction of the job's split with the run's reconstruction options."""
-    from worker.reconstruction import ReconstructConfig, reconstruct
-
+def build_reconstruct_config(job: ClaimedJob) -> ReconstructConfig:
+    """The reconstruction job's `ReconstructConfig`: its split and dose, the run's options."""
     options = job.reconstruction
+    engine = job.engine or "lsqml"
     accelerator = job.execution.get("accelerator", "auto")
-    config = ReconstructConfig(
+    return ReconstructConfig(
         input_npz=Path(job.train_data_path if job.split == "train" else job.test_data_path),
         out_dir=Path(job.artifact_dir),
-        engine=job.engine or "lsqml",
+        engine=engine,
         epochs=int(options.get("epochs", 100)),
-        batch_size=int(options.get("batch_size") or ENGINE_BATCH_SIZE[job.engine or "lsqml"]),
+        batch_size=int(options.get("batch_size") or ENGINE_BATCH_SIZE[engine]),
         noise_model=str(options.get("noise_model", "gaussian")),
         probe_trainable=bool(options.get("probe_trainable", False)),
         nphotons=job.dose,
@@ -121,5 +132,16 @@ def reconstruct_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, An
         log_path=Path(job.log_path),
         label=f"run {job.run_id}, job {job.job_id}, {job.view} {job.split}",
     )
-    result: dict[str, Any] = reconstruct(config, reporter=reporter)
+
+
+def build_job_config(job: ClaimedJob) -> TrainConfig | ReconstructConfig:
+    """What the job's process runs: a `TrainConfig`, or a `ReconstructConfig` by its kind."""
+    return build_reconstruct_config(job) if job.kind == RECONSTRUCT else build_train_config(job)
+
+
+def reconstruct_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
+    """A pty-chi reconstruction of the job's split with the run's reconstruction options."""
+    from worker.reconstruction import reconstruct
+
+    result: dict[str, Any] = reconstruct(build_reconstruct_config(job), reporter=reporter)
     return result
