@@ -37,13 +37,15 @@ class TrainingOptions(BaseModel):
     loss: Literal["poisson", "mae"] = "poisson"
     seed: int = PydanticField(123, ge=0, le=MAX_SEED)
     architecture: Literal["ptychopinn", "unet"] = PydanticField(
-        "ptychopinn",
-        description="ptychopinn: PtychoPINN's own encoder/decoder (the study's); unet: ours",
+        "unet",
+        description="unet: ours, the default (it learns on the demo study within minutes on "
+        "a CPU); ptychopinn: PtychoPINN's own encoder/decoder, the study's network (it needs "
+        "tens of epochs there; run it with inputs: amplitudes as the study does)",
     )
     inputs: Literal["amplitudes", "amplitudes+backprop"] = PydanticField(
-        "amplitudes",
+        "amplitudes+backprop",
         description="What the network sees: the measured amplitudes, or also their "
-        "parameter-free back-projection",
+        "parameter-free back-projection (the default)",
     )
     probe_trainable: bool = PydanticField(False, description="Refine the probe while training")
     gain_trainable: bool = PydanticField(

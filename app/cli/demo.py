@@ -21,7 +21,7 @@ from rich.console import Console
 
 from app.cli.client import PtychoClient
 from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
-from app.cli.tables import skips_table, summary_table, verdict_note
+from app.cli.tables import comparison_table, skips_table, summary_table, verdict_note
 from app.cli.watch import follow_run
 from app.core.config import Settings
 from app.study.demo_data import DEMO_DESIGN, make_demo_data
@@ -38,11 +38,11 @@ class DemoOptions:
     """What the demo makes and how hard it trains."""
 
     out: Path
-    # Our U-Net fed the back-projection as well as the amplitudes, not the study's default
-    # ptychopinn network: within the demo's budget (measured on two CPU cores: 2 epochs,
-    # about 16 s a job) it learns on the baseline view at dose 1e5 (phase correlation 0.70,
-    # phase MAE 0.71 x the flat object's), where ptychopinn needs tens of epochs
-    # (bench/learning.py measures it).
+    # Our U-Net fed the back-projection as well as the amplitudes (the service's defaults),
+    # not the study's ptychopinn network: within the demo's budget (measured on two CPU
+    # cores: 2 epochs, about 16 s a job) it learns on the baseline view at dose 1e5 (phase
+    # correlation 0.70, phase MAE 0.71 x the flat object's), where ptychopinn needs tens of
+    # epochs (bench/learning.py measures it).
     epochs: int = 2
     n_groups: int = 128
     batch_size: int = 4
@@ -52,6 +52,8 @@ class DemoOptions:
     # The default demo study (app.study.demo_data): dense views kept, sparse rejected.
     n_positions: int = 1000
     object_size: int | None = None
+    # pty-chi reconstructions of each test split (the run body's `reconstruction`), or none.
+    reconstruction: dict[str, Any] | None = None
     timeout_s: float = 1800.0
     keep: bool = False  # leave API and worker running after the summary, until Ctrl-C
     # The data root and database `serve` uses, instead of `out` and a fresh out/demo.db.
@@ -80,6 +82,12 @@ def demo_body(
             "early_stop_patience": 0,
         },
         "execution": {"accelerator": "cpu", "logger": "csv"},
+        # The comparison is scored on the test split: the train split's are not needed here.
+        **(
+            {"reconstruction": {"splits": ["test"], **options.reconstruction}}
+            if options.reconstruction is not None
+            else {}
+        ),
     }
 
 
@@ -184,7 +192,7 @@ def _submit_and_follow(
     )
     console.print(
         f"network: {options.architecture}, inputs {options.inputs} (the demo's choice: it "
-        "learns within this budget; the study's default ptychopinn network needs tens of "
+        "learns within this budget; the study's ptychopinn network needs tens of "
         "epochs, see bench/learning.py)",
         highlight=False,
     )
@@ -197,6 +205,8 @@ def _submit_and_follow(
     if note is not None:
         console.print(note, highlight=False)
     console.print(skips_table(manifest["skipped_views"]))
+    if manifest.get("reconstruction_jobs"):  # the three-way comparison: networks, pty-chi, flat
+        console.print(comparison_table(manifest))
     console.print(f"manifest: {Path(manifest['artifact_root']) / 'training_manifest.json'}")
     console.print(f"manifest URL (while the API runs): {client.manifest_url(run_id)}")
     console.print(f"report: {client.base_url}/runs/{run_id}/report (?format=csv)")

@@ -98,6 +98,16 @@ def _check_tokens(settings: Settings, engine: Engine) -> None:
         )
 
 
+def reconstruction_options(engines: str, epochs: int | None) -> dict[str, Any]:
+    """The run body's `reconstruction` from `--reconstruct lsqml,epie` and its epochs."""
+    options: dict[str, Any] = {
+        "engines": [name.strip() for name in engines.split(",") if name.strip()]
+    }
+    if epochs is not None:
+        options["epochs"] = epochs
+    return options
+
+
 def submit(
     file: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="JSON body of POST /runs"
@@ -134,11 +144,7 @@ def submit(
         if accelerator:
             body["execution"] = {"accelerator": accelerator}
         if reconstruct:
-            engines = [name.strip() for name in reconstruct.split(",") if name.strip()]
-            options: dict[str, Any] = {"engines": engines}
-            if reconstruct_epochs is not None:
-                options["epochs"] = reconstruct_epochs
-            body["reconstruction"] = options
+            body["reconstruction"] = reconstruction_options(reconstruct, reconstruct_epochs)
     else:
         raise typer.BadParameter("give --file, or both --phase-c-root and --phase-d-root")
     with api(api_url) as client:
@@ -179,6 +185,12 @@ def demo(
     inputs: str = typer.Option("amplitudes+backprop", help="amplitudes or amplitudes+backprop"),
     timeout_s: float = typer.Option(1800.0, help="Give up (and cancel) after this long"),
     positions: int = typer.Option(1000, min=120, help="Scan positions of the demo study"),
+    reconstruct: str | None = typer.Option(
+        None,
+        help="Also reconstruct each test split with pty-chi (engines by comma: lsqml,epie) "
+        "and compare it with the networks; adds about a minute a job",
+    ),
+    reconstruct_epochs: int = typer.Option(100, min=1, help="pty-chi epochs"),
     keep: bool = typer.Option(
         False, "--keep", help="Keep the API and worker up after the summary (for the dashboard)"
     ),
@@ -208,6 +220,9 @@ def demo(
         inputs=inputs,
         timeout_s=timeout_s,
         n_positions=positions,
+        reconstruction=reconstruction_options(reconstruct, reconstruct_epochs)
+        if reconstruct
+        else None,
         keep=keep,
         data_root=data_root,
         database_url=database_url,

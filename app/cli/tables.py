@@ -170,3 +170,43 @@ def skips_table(skipped: list[dict[str, Any]]) -> Table:
         reason = short_reason(skip["reason"])
         table.add_row(_dose(skip["dose"]), skip["view"], skip.get("code", "-"), reason)
     return table
+
+
+def comparison_table(manifest: dict[str, Any]) -> Table:
+    """The three-way comparison per dose × view: each network, pty-chi on the same test split
+    and the flat object, by phase MAE and phase correlation (study.md §9, Phase G)."""
+    table = Table(title=f"run {manifest.get('run_id')}: network, pty-chi and the flat object")
+    for column in ("dose", "view", "network phase MAE / corr"):
+        table.add_column(column, justify="left" if column == "view" else "right")
+    table.add_column("pty-chi phase MAE / corr", justify="right")
+    table.add_column("flat phase MAE", justify="right")
+    table.add_column("network − pty-chi phase MAE", justify="right")
+    table.add_column("verdict", justify="left", no_wrap=True)
+    references: dict[tuple[float, str], list[tuple[str, dict[str, Any]]]] = {}
+    for job in manifest.get("reconstruction_jobs") or []:
+        if job.get("split") == "test" and (job.get("result") or {}).get("metrics"):
+            key = (float(job["dose"]), str(job["view"]))
+            references.setdefault(key, []).append((job["algorithm"], job["result"]["metrics"]))
+    for job in manifest["jobs"]:
+        result = job.get("result") or {}
+        if not result.get("metrics"):
+            continue
+        ours = result["metrics"]
+        found = references.get((float(job["dose"]), str(job["view"]))) or [("-", {})]
+        algorithm, theirs = found[0]
+        both = isinstance(ours.get("phase_mae"), float) and isinstance(
+            theirs.get("phase_mae"), float
+        )
+        found_verdict = verdict(result)
+        table.add_row(
+            _dose(job["dose"]),
+            job["view"],
+            f"{_number(ours.get('phase_mae'), 3)} / {_number(ours.get('phase_correlation'), 3)}",
+            f"{_number(theirs.get('phase_mae'), 3)} / "
+            f"{_number(theirs.get('phase_correlation'), 3)} ({algorithm})",
+            _number(flat_metrics(result).get("phase_mae"), 3),
+            f"{ours['phase_mae'] - theirs['phase_mae']:+.3f}" if both else "-",
+            verdict_cell(verdict_label(found_verdict), collapsed=found_verdict["collapsed"]),
+        )
+    table.caption = "the network's verdict is against the flat object; " + RULE
+    return table

@@ -7,7 +7,13 @@ from typing import Any
 
 from rich.console import Console
 
-from app.cli.tables import progress_table, summary_table, verdict_cell, verdict_note
+from app.cli.tables import (
+    comparison_table,
+    progress_table,
+    summary_table,
+    verdict_cell,
+    verdict_note,
+)
 from app.cli.watch import job_line
 
 
@@ -106,3 +112,38 @@ def test_a_finished_jobs_line_carries_its_verdict() -> None:
         "succeeded, epoch 2/2, verdict: no better than flat"
     )
     assert "verdict" not in job_line({**job, "verdict": None})
+
+
+def test_the_three_way_table_sets_each_network_beside_pty_chi_on_its_test_split() -> None:
+    reference = {"phase_mae": 0.05, "phase_correlation": 0.95}
+    manifest = {
+        "run_id": 4,
+        "jobs": [
+            _manifest_job(1, "succeeded", _trained(0.12, 0.7)),
+            {**_manifest_job(2, "succeeded", _trained(0.19, 0.1)), "view": "baseline"},
+        ],
+        "reconstruction_jobs": [
+            {
+                "dose": 1e3,
+                "view": "dense",
+                "split": "train",
+                "algorithm": "LSQML",
+                "result": {"metrics": {"phase_mae": 0.9, "phase_correlation": 0.0}},
+            },
+            {
+                "dose": 1e3,
+                "view": "dense",
+                "split": "test",
+                "algorithm": "LSQML",
+                "result": {"metrics": reference},
+            },
+        ],
+    }
+    console = Console(width=200, record=True, color_system=None)
+    console.print(comparison_table(manifest))
+    rows = [line for line in console.export_text().splitlines() if "1000" in line]
+    cells = [[cell.strip() for cell in row.strip().strip("│").split("│")] for row in rows]
+    assert cells == [
+        ["1000", "dense", "0.12 / 0.7", "0.05 / 0.95 (LSQML)", "0.2", "+0.070", "learned"],
+        ["1000", "baseline", "0.19 / 0.1", "- / - (-)", "0.2", "-", "beats flat only"],
+    ]

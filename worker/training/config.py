@@ -52,10 +52,12 @@ class TrainConfig:
     n_groups: int = 512
     neighbor_count: int = 7
     loss: str = "poisson"
-    # The network: PtychoPINN's own (the study's) or our U-Net; what it sees: the measured
-    # amplitudes alone, or also a parameter-free back-projection of them.
-    architecture: str = "ptychopinn"
-    inputs: str = "amplitudes"
+    # The network: our U-Net (the default: it learns on the demo study within minutes on a
+    # CPU, bench/learning.py) or PtychoPINN's own (the study's, `ptychopinn`, which needs tens
+    # of epochs there); what it sees: the measured amplitudes alone, or also a parameter-free
+    # back-projection of them (the default).
+    architecture: str = "unet"
+    inputs: str = "amplitudes+backprop"
     probe_trainable: bool = False
     gain_trainable: bool = False
     # The phase decoder's border term (outside the centre N/2): PtychoPINN's swish, floored

@@ -248,6 +248,6 @@ def test_figure_title_names_the_job_and_its_scores() -> None:
     title = figure_title(config, metrics)
 
     assert title.splitlines() == [
-        "run 3, job 7, dense: gridsize 2, dose 10000, ptychopinn",
+        "run 3, job 7, dense: gridsize 2, dose 10000, unet",
         "amp MAE 0.0412, phase MAE 0.239",
     ]

@@ -17,8 +17,8 @@ def test_every_option_is_a_train_config_field_with_the_same_default() -> None:
     options = TrainingOptions().model_dump()
     assert set(options) <= set(defaults)
     assert {name: defaults[name] for name in options} == options
-    assert options["architecture"] == "ptychopinn"
-    assert options["inputs"] == "amplitudes"
+    assert options["architecture"] == "unet"  # the network that learns within minutes
+    assert options["inputs"] == "amplitudes+backprop"
 
 
 def test_options_build_a_config() -> None:

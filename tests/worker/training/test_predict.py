@@ -78,7 +78,9 @@ def test_prediction_matches_the_jobs_own_test_reconstruction(
     data = PtychoDataModule(make_config(gridsize=2, n_groups=24))
     data.setup()
     # prediction normalises the scan's amplitudes by their own statistics
-    model.hparams["input_scale"] = input_scale(data.test_split.diffraction, "ptychopinn")
+    model.hparams["input_scale"] = input_scale(
+        data.test_split.diffraction, model.hparams["architecture"]
+    )
     expected = reconstruct(model, data, "ptychopinn", 24)
     with np.load(out) as npz:
         image = npz["reconstruction"]

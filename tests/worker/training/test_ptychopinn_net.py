@@ -87,7 +87,10 @@ def test_layer_output_shapes(n: int) -> None:
 
 def test_full_model_counts_the_log_scale_as_trainable_and_the_probe_as_fixed() -> None:
     probe = torch.from_numpy(make_probe(64)).to(torch.complex64)
-    model = LitPtychoPINN(n=64, gridsize=1, intensity_scale=30.0, probe=probe)
+    model = LitPtychoPINN(
+        n=64, gridsize=1, intensity_scale=30.0, probe=probe, architecture="ptychopinn",
+        inputs="amplitudes",
+    )  # fmt: skip
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # Keras: conv weights + the IntensityScaler's log scale; the probe Variable is not trained.
     assert trainable == KERAS[64]["total"] + 1
