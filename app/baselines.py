@@ -1,29 +1,20 @@
-"""Trivial baselines for the study report: what a reconstruction that learned nothing scores.
+"""The metric names and the phase conventions the worker scores with (study.md §8).
 
-The flat baseline is a constant object: the ground truth's mean amplitude over the scanned
-region, and a constant phase. It is scored like the worker scores a model (same alignment,
-each image's own linear phase ramp removed first,
-PSNR and SSIM definitions) on the test split's scanned region: the bounding box of the scan
-positions, keeping pixels whose |probe|² coverage reaches a tenth of the probe's peak. The
-worker places patches with sub-pixel shifts and, for gridsize 2, only the test groups it
-sampled; here every test position is placed at its nearest pixel, so the region matches the
-model's to within a pixel at its edge. A flat image has no Fourier ring correlation and no
-correlation with anything: its FRC50 and phase correlation are 0 by those metrics'
-definitions.
+Each image's own linear phase ramp is removed before phases are compared (`remove_phase_ramp`)
+and the global offset aligned (`align_phase`); PSNR and SSIM follow torchmetrics' definitions.
+The flat object's baseline is scored by the worker, stitched like the model, and travels in
+each job's `result.json` (`baselines.flat`): the API reads no study data file.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from app.verdict import FLAT
 
-COVERAGE_FRACTION = 0.1
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # an 11-pixel Gaussian window, as torchmetrics uses
 BASELINE_NAME = FLAT
@@ -39,70 +30,6 @@ METRIC_KEYS = (
     "phase_frc50",
     "phase_correlation",
 )
-
-
-def flat_baseline(test_path: str | Path) -> dict[str, float] | None:
-    """Metrics of the flat object on the test split; None when the split cannot be read."""
-    path = Path(test_path)
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    return _flat_baseline(str(path), stamp)
-
-
-@lru_cache(maxsize=256)
-def _flat_baseline(path: str, _stamp: int) -> dict[str, float] | None:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            obj = np.asarray(npz["objectGuess"]).astype(np.complex128)
-            probe = np.asarray(npz["probeGuess"]).astype(np.complex128)
-            positions = np.stack([npz["xcoords"], npz["ycoords"]], axis=1).astype(np.float64)
-    except (OSError, KeyError, ValueError):
-        return None
-    gt, mask = scanned_region(obj, probe, positions)
-    if not mask.any():
-        return None
-    return score_flat(gt, mask)
-
-
-def scanned_region(
-    obj: np.ndarray, probe: np.ndarray, positions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ground truth cropped to the scan's bounding box, and the pixels the probe covered."""
-    weight = np.abs(probe) ** 2
-    n = weight.shape[0]
-    total = np.zeros(obj.shape, dtype=np.float64)
-    for row, col in np.rint(positions[:, ::-1] - n / 2).astype(int):
-        r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + n, obj.shape[0]), min(col + n, obj.shape[1])
-        if r0 < r1 and c0 < c1:
-            total[r0:r1, c0:c1] += weight[r0 - row : r1 - row, c0 - col : c1 - col]
-    x, y = positions[:, 0], positions[:, 1]
-    rows = slice(max(math.floor(y.min()), 0), min(math.ceil(y.max()) + 1, obj.shape[0]))
-    cols = slice(max(math.floor(x.min()), 0), min(math.ceil(x.max()) + 1, obj.shape[1]))
-    return obj[rows, cols], total[rows, cols] >= COVERAGE_FRACTION * weight.max()
-
-
-def score_flat(gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """The worker's metrics for a constant reconstruction of `gt` on `mask`."""
-    gt = remove_phase_ramp(gt, mask)  # a flat image has no ramp of its own to remove
-    gt_amp = np.abs(gt)
-    gt_phase = np.where(mask, np.angle(gt), np.angle(gt)[mask].mean())
-    gt_phase = align_phase(gt_phase, gt_phase, mask)
-    rec_amp = np.full(gt.shape, gt_amp[mask].mean())
-    rec_phase = np.full(gt.shape, align_phase(np.zeros(gt.shape), gt_phase, mask)[mask].mean())
-    return {
-        "amplitude_mae": float(np.abs(rec_amp - gt_amp)[mask].mean()),
-        "phase_mae": float(np.abs(rec_phase - gt_phase)[mask].mean()),
-        "amplitude_psnr": psnr(rec_amp, gt_amp),
-        "phase_psnr": psnr(rec_phase, gt_phase),
-        "amplitude_ssim": ssim(rec_amp, gt_amp),
-        "phase_ssim": ssim(rec_phase, gt_phase),
-        "amplitude_frc50": 0.0,
-        "phase_frc50": 0.0,
-        "phase_correlation": 0.0,
-    }
 
 
 def phase_ramp(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:

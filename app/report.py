@@ -3,10 +3,11 @@
 One row per training job and per skipped view, in study order (dose, then view). Metric
 values come from the job's result. Baselines come from the result too when the worker
 scored them (`baselines.<name>.ours`: "flat" and "input_only", stitched like the model);
-for a job without them (not trained yet, failed, or trained by an older worker) the flat
-baseline is computed here from the job's test split (`app.baselines`); `baseline_source`
-says which flat object a row holds, and its verdict (`app.verdict`) is judged against that
-one. CSV holds the same rows, each metric followed by its baselines (`<metric>_<baseline>`),
+a job without them (not trained yet, failed, or trained by an older worker) has no flat
+baseline and no verdict: the API reads no study data file (a test split swapped for a FIFO
+or a link, or a huge one, cannot stall or bloat a report). `baseline_source` is "result"
+when a row holds the worker's flat object, else null.
+CSV holds the same rows, each metric followed by its baselines (`<metric>_<baseline>`),
 then the skill against the flat object, the losses and the verdict.
 
 pty-chi (study.md §9, Phase G): a row's `ptychi` holds, per engine, the metrics of the
@@ -26,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from app.baselines import METRIC_KEYS, flat_baseline
+from app.baselines import METRIC_KEYS
 from app.errors import NotFound
 from app.models import Job, Run, RunStatus, SkipEvent, derive_run_status
 from app.verdict import (
@@ -68,7 +69,7 @@ class ReportRow(BaseModel):
     duration_s: float | None = None
     metrics: dict[str, float | None] = {}
     baselines: dict[str, dict[str, float | None]] = {}
-    # The flat object's: "result" (the worker's, which the verdict then uses) or "test_split".
+    # The flat object's: "result" (the worker's, which the verdict then uses), else None.
     baseline_source: str | None = None
     skip_reason: str | None = None
     # Against the flat object: "model" and "input_only" → metric → skill (1 perfect, 0 flat).
@@ -133,7 +134,7 @@ def build_report(*, session: Session, run_id: int) -> StudyReport:
 def _job_row(job: Job) -> ReportRow:
     result = job.result or {}
     metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
-    baselines, source = _baselines(job, result)
+    baselines, source = _baselines(result)
     flat = baselines.get(FLAT, {})
     judged = verdict(result, flat)
     scored = {"model": metrics or {}, INPUT_ONLY: baselines.get(INPUT_ONLY, {})}
@@ -195,19 +196,14 @@ def _row_verdict(row: ReportRow) -> Verdict:
     return {"beats_flat": row.beats_flat, "learned": row.learned, "collapsed": row.collapsed}
 
 
-def _baselines(job: Job, result: dict[str, Any]) -> tuple[dict[str, dict[str, float | None]], str]:
+def _baselines(result: dict[str, Any]) -> tuple[dict[str, dict[str, float | None]], str | None]:
     scored = result.get("baselines")
     blocks: dict[str, dict[str, float | None]] = {}
     for name, conventions in (scored if isinstance(scored, dict) else {}).items():
         values = conventions.get("ours") if isinstance(conventions, dict) else None
         if isinstance(values, dict):
             blocks[name] = {key: _number(values.get(key)) for key in METRIC_KEYS}
-    if FLAT in blocks:
-        return blocks, "result"
-    flat = flat_baseline(job.test_data_path)
-    if flat is not None:
-        blocks[FLAT] = {key: _number(flat.get(key)) for key in METRIC_KEYS}
-    return blocks, "test_split"
+    return blocks, ("result" if FLAT in blocks else None)
 
 
 def _skip_row(skip: SkipEvent) -> ReportRow:
