@@ -21,7 +21,7 @@ from app.cli.processes import start_worker, stop_process
 from app.cli.tables import progress_table, skips_table
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine
-from app.core.logging import configure_logging
+from app.core.logging import configure_logging, uvicorn_log_config
 from app.migrate import upgrade_head
 
 console = Console()
@@ -74,6 +74,7 @@ def serve(
             host=bound.host,
             port=bound.port,
             log_level=settings.log_level.lower(),
+            log_config=uvicorn_log_config(),
         )
     finally:
         if worker is not None:
