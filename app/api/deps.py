@@ -14,7 +14,7 @@ from app import auth
 from app.core.config import Settings
 from app.core.db import read_engine
 from app.errors import Unauthorized
-from app.models import LOCAL_CALLER
+from app.models import LOCAL_CALLER, ApiToken
 
 MAX_ID = 2**63 - 1  # the largest id a database integer holds
 TOKEN_COOKIE = "ptychojobs_token"
@@ -67,21 +67,42 @@ def require_token(
     secret = credentials.credentials if credentials is not None else None
     from_url = False
     if secret is None and request.method in _SAFE_METHODS:
-        secret = request.cookies.get(TOKEN_COOKIE)
+        # A link's `?token=` wins over the cookie: a stale cookie must not shadow it.
+        secret = request.query_params.get(TOKEN_QUERY)
+        from_url = secret is not None
         if secret is None:
-            secret = request.query_params.get(TOKEN_QUERY)
-            from_url = secret is not None
+            secret = request.cookies.get(TOKEN_COOKIE)
     if not secret:
         raise Unauthorized("an API token is required: send Authorization: Bearer <token>")
-    with Session(read_engine(request.app.state.engine), expire_on_commit=False) as session:
-        token = auth.find_token(session=session, presented=secret)
+    token = _find(request, secret)
     if token is None:
         raise Unauthorized("unknown or revoked API token")
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         auth.note_use(session=session, token=token)
     if from_url and request.url.path.startswith("/ui"):
+        _refuse_a_cross_site_cookie_swap(request, secret)
         raise TokenInUrl(_without_token(request), secret)
     return _remember(request, token.name)
+
+
+def _find(request: Request, secret: str) -> ApiToken | None:
+    with Session(read_engine(request.app.state.engine), expire_on_commit=False) as session:
+        return auth.find_token(session=session, presented=secret)
+
+
+def _refuse_a_cross_site_cookie_swap(request: Request, secret: str) -> None:
+    """A link from another site may not replace a visitor's valid cookie with its token.
+
+    Such a link would sign the visitor in as the link's owner (login CSRF); browsers say
+    where a navigation came from in `Sec-Fetch-Site`.
+    """
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    cross_site = request.headers.get("sec-fetch-site") == "cross-site"
+    if cross_site and cookie and cookie != secret and _find(request, cookie) is not None:
+        raise Unauthorized(
+            "a link from another site may not replace this browser's API token: "
+            "open the link from this site, or sign out first"
+        )
 
 
 def _remember(request: Request, name: str) -> str:

@@ -154,6 +154,46 @@ def test_a_dashboard_link_with_a_token_moves_it_into_a_cookie(
     assert app_client.get("/ui/").status_code == 200  # the cookie now opens the pages
 
 
+def test_a_link_s_token_wins_over_a_stale_cookie(
+    app_client: TestClient, engine: Engine, token: str
+) -> None:
+    with Session(engine) as session:
+        stale = auth.create_token(session=session, name="old").secret
+        auth.revoke_token(session=session, name="old")
+    app_client.cookies.set("ptychojobs_token", stale)
+    assert app_client.get("/runs").status_code == 401  # the cookie alone: revoked
+    assert app_client.get("/runs", params={"token": token}).status_code == 200
+    response = app_client.get("/ui/", params={"token": token}, follow_redirects=False)
+    assert response.status_code == 303
+    assert f"ptychojobs_token={token}" in response.headers["set-cookie"]
+
+
+def test_a_link_from_another_site_cannot_replace_a_valid_cookie(
+    app_client: TestClient, engine: Engine, token: str
+) -> None:
+    with Session(engine) as session:
+        mallory = auth.create_token(session=session, name="mallory").secret
+    app_client.cookies.set("ptychojobs_token", token)
+    cross_site = {"Sec-Fetch-Site": "cross-site"}
+    response = app_client.get(
+        "/ui/", params={"token": mallory}, headers=cross_site, follow_redirects=False
+    )
+    assert response.status_code == 401
+    assert "another site" in response.json()["detail"]
+    assert "set-cookie" not in response.headers
+    # From this site (or with no cookie yet) the link still signs in.
+    same_site = {"Sec-Fetch-Site": "same-origin"}
+    response = app_client.get(
+        "/ui/", params={"token": mallory}, headers=same_site, follow_redirects=False
+    )
+    assert response.status_code == 303
+    app_client.cookies.clear()
+    response = app_client.get(
+        "/ui/", params={"token": mallory}, headers=cross_site, follow_redirects=False
+    )
+    assert response.status_code == 303
+
+
 @pytest.mark.parametrize(
     ("host", "auth_mode", "required"),
     [
