@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
 from app.cli.client import PtychoClient
 from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
 from app.study.demo_data import make_demo_data
+from bench.dispatch import _wait_for_line  # the worker log's "started": its fork server is warm
 
 BARE = REPO / "bench" / "reconstruct_bare.py"
 DOSE = 1e5
@@ -96,15 +97,6 @@ def bare_trial(path: Path, epochs: int, threads: int) -> dict[str, float]:
         raise SystemExit(f"the bare script failed:\n{done.stderr[-3000:]}")
     report: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return {**report, "wall_s": wall, "epoch_s": report["run_s"] / epochs}
-
-
-def _wait_for_line(log: Path, text: str, timeout_s: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{text!r} never appeared in {log}")
 
 
 def measure(root: Path, args: argparse.Namespace) -> None:
