@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from app.study.diffraction import read_diffraction
-from app.study.npz import MemberTooLarge, check_member, open_archive
+from app.study.npz import MemberHeader, MemberRefused, check_member, open_archive
+from app.study.pickled import read_pickled_string
 
 logger = logging.getLogger(__name__)
 
@@ -135,64 +137,99 @@ def load_split(path: str | Path, *, object_required: bool = True) -> SplitData:
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The contract's keys of the file: every header checked before any data is read."""
     try:
         with open_archive(path) as archive:  # confined, when the caller set read limits
-            present = {name.removesuffix(".npy") for name in archive.namelist()}
+            present = {
+                name.removesuffix(".npy") for name in archive.namelist() if name.endswith(".npy")
+            }
             # Extra keys (PtychoPINN's ground_truth_patches, …) are never read.
             wanted = (*REQUIRED_KEYS, *OPTIONAL_KEYS, DIFFRACTION_ALIAS)
-            names = [key for key in wanted if key in present]
-            arrays = {name: _read_member(path, archive, name) for name in names}
-    except MemberTooLarge as exc:
-        expected = f"an array of at most {exc.limit} bytes"
-        raise ContractError(path, exc.name, expected, f"{exc.declared} bytes declared") from exc
+            headers = {key: check_member(archive, f"{key}.npy") for key in wanted if key in present}
+            chosen = _screen_headers(path, headers)
+            arrays = {name: _read_member(path, archive, name, headers[name]) for name in chosen}
+    except MemberRefused as exc:
+        raise ContractError(path, exc.name, exc.expected, exc.got) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
     return {name: array for name, array in arrays.items() if array is not None}
 
 
-def _read_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray | None:
-    """One array; pickled ones (PtychoPINN's object `_metadata`) with a numpy-only loader."""
-    check_member(archive, f"{name}.npy")  # before anything is allocated for it
+def _screen_headers(path: Path, headers: dict[str, MemberHeader | None]) -> list[str]:
+    """The members worth reading, smallest first; refuses broken required ones by header.
+
+    Only `_metadata` may be pickled. The large members (diffraction, objectGuess, `Y`) must
+    declare the kind and rank the contract wants, and `Y` the diffraction's shape, so none is
+    inflated only to be refused or ignored.
+    """
+    chosen = []
+    diffraction = headers.get("diffraction") or headers.get(DIFFRACTION_ALIAS)
+    for name, header in headers.items():
+        if header is not None and header.pickled and name != "_metadata":
+            if name in REQUIRED_KEYS or name == DIFFRACTION_ALIAS:
+                raise ContractError(path, name, "a numeric array", "a pickled object array")
+            logger.info("%s: ignoring pickled optional key '%s'", path, name)
+            continue
+        if header is not None and not _header_fits(name, header, diffraction):
+            if name == "Y" or name == "detector_mask":
+                logger.info("%s: ignoring malformed optional key '%s' (%s)", path, name,
+                            header.describe())  # fmt: skip
+                continue
+            key = "diffraction" if name == DIFFRACTION_ALIAS else name
+            raise ContractError(path, key, _HEADER_EXPECTED[name], header.describe())
+        chosen.append(name)
+    return sorted(chosen, key=lambda name: _declared_bytes(headers[name]))
+
+
+_HEADER_EXPECTED = {
+    "diffraction": "real floating array of shape (n, N, N)",
+    DIFFRACTION_ALIAS: "real floating array of shape (n, N, N)",
+    "objectGuess": "complex array of shape (H, W)",
+    "probeGuess": "complex array of shape (N, N)",
+}
+
+
+def _header_fits(name: str, header: MemberHeader, diffraction: MemberHeader | None) -> bool:
+    """Whether a large member's header is one the contract could accept."""
+    kind, rank = header.dtype.kind, len(header.shape)
+    if name in ("diffraction", DIFFRACTION_ALIAS):
+        return kind == "f" and rank == 3
+    if name in ("objectGuess", "probeGuess"):
+        return kind == "c" and rank == 2
+    if name not in ("Y", "detector_mask"):
+        return True  # small members: checked once read
+    if diffraction is None or len(diffraction.shape) != 3:
+        return False
+    first, middle, last = diffraction.shape
+    sizes = {middle, last} if first != middle else {first, middle}
+    if name == "detector_mask":
+        return kind in "biuf" and rank == 2 and header.shape[0] == header.shape[1] in sizes
+    layouts = {(first, middle, last), (last, first, middle)}
+    if rank == 4 and header.shape[3] == 1:  # PtychoPINN's (n, N, N, 1)
+        return kind == "c" and header.shape[:3] in layouts
+    return kind == "c" and header.shape in layouts
+
+
+def _declared_bytes(header: MemberHeader | None) -> int:
+    if header is None or header.pickled:
+        return 0
+    return math.prod(header.shape) * header.dtype.itemsize
+
+
+def _read_member(
+    path: Path, archive: zipfile.ZipFile, name: str, header: MemberHeader | None
+) -> np.ndarray | None:
+    """One array (its header already checked); `_metadata` may be a pickled string."""
     with archive.open(f"{name}.npy") as handle:
         try:
+            if header is not None and header.pickled:
+                return np.asarray(read_pickled_string(handle))
             return np.lib.format.read_array(handle, allow_pickle=False)
-        except ValueError as exc:
-            refused = exc
-    with archive.open(f"{name}.npy") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                _, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                _, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            if not dtype.hasobject:
-                raise refused
-            return _ArrayOnlyUnpickler(handle).load()  # type: ignore[no-any-return]
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
-            if name in REQUIRED_KEYS:
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            if name in REQUIRED_KEYS or name == DIFFRACTION_ALIAS:
                 raise ContractError(path, name, "a readable numeric array", str(exc)) from exc
             logger.warning("%s: ignoring key '%s' that could not be decoded: %s", path, name, exc)
             return None
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Decodes pickled object arrays of plain values; refuses anything that could run code."""
-
-    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
 def _check_diffraction(path: Path, array: np.ndarray) -> np.ndarray:
@@ -311,10 +348,19 @@ def read_square_complex(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with np.load(path, allow_pickle=False) as npz:
-        if key not in npz.files:
-            raise ContractError(path, key, missing, "missing")
-        array: np.ndarray = npz[key]
-    if array.dtype.kind != "c" or array.shape != (size, size):
-        raise ContractError(path, key, expected, describe(array))
+    try:
+        with open_archive(path) as archive:  # confined and bounded like a split
+            if f"{key}.npy" not in archive.namelist():
+                raise ContractError(path, key, missing, "missing")
+            header = check_member(archive, f"{key}.npy")
+            fits = header is not None and header.dtype.kind == "c"
+            if header is not None and not (fits and header.shape == (size, size)):
+                raise ContractError(path, key, expected, header.describe())
+            array = _read_member(path, archive, key, header)
+    except MemberRefused as exc:
+        raise ContractError(path, exc.name, exc.expected, exc.got) from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
+    if array is None or array.dtype.kind != "c" or array.shape != (size, size):
+        raise ContractError(path, key, expected, "unreadable" if array is None else describe(array))
     return array

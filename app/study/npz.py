@@ -1,9 +1,11 @@
 """Split NPZ files: written uncompressed, atomically and in chunks; read within limits.
 
 Reading: `open_archive` opens the file as the current `read_limits` say (confined to a
-root without following a symlink, when a worker sets one), and `check_member` refuses an
-array whose declared size exceeds the limit, or its own member's size, before a byte of it
-is allocated: a small deflated member cannot expand into gigabytes.
+root without following a symlink, when a worker sets one), and `check_member` reads a
+member's header only and refuses it before a byte of its data is inflated or allocated:
+a declared size over the limit or over the member's own stored size, a deflated member that
+would expand more than MAX_INFLATION times its compressed size (past INFLATION_FLOOR), or a
+pickled member larger than MAX_PICKLED_BYTES.
 """
 
 from __future__ import annotations
@@ -25,16 +27,47 @@ import numpy as np
 from app.paths import open_binary
 
 DEFAULT_MAX_MEMBER_BYTES = 4 << 30  # Settings.max_npz_member_bytes
+# Deflate expands at most ~1032x; real diffraction compresses 4x (1e5 photons per pattern)
+# to ~370x (10 photons). Past the floor, a member may not expand more than this.
+MAX_INFLATION = 500
+INFLATION_FLOOR = 64 << 20
+# A pickled member holds at most a string (PtychoPINN's JSON `_metadata`) of this size.
+MAX_PICKLED_BYTES = 1 << 20
 
 
-class MemberTooLarge(ValueError):
+class MemberRefused(ValueError):
+    """An NPZ member refused from its header alone: names it, what was expected and found."""
+
+    def __init__(self, name: str, expected: str, got: str) -> None:
+        self.name = name
+        self.expected = expected
+        self.got = got
+        super().__init__(f"member {name!r}: expected {expected}, got {got}")
+
+
+class MemberTooLarge(MemberRefused):
     """An NPZ member whose declared size is over the limit (or over its own stored size)."""
 
     def __init__(self, name: str, declared: int, limit: int) -> None:
-        self.name = name
         self.declared = declared
         self.limit = limit
-        super().__init__(f"member {name!r} declares {declared} bytes, over the limit of {limit}")
+        super().__init__(name, f"an array of at most {limit} bytes", f"{declared} bytes declared")
+
+
+@dataclass(frozen=True)
+class MemberHeader:
+    """What an .npy member's header declares, read without its data."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def pickled(self) -> bool:
+        return bool(self.dtype.hasobject)
+
+    def describe(self) -> str:
+        return f"{self.dtype} {self.shape}"
 
 
 @dataclass(frozen=True)
@@ -75,13 +108,38 @@ def open_archive(path: Path) -> Iterator[zipfile.ZipFile]:
         yield archive
 
 
-def check_member(archive: zipfile.ZipFile, member: str) -> None:
-    """Refuse `member` (an .npy) if its declared size is over the limit; reads its header only."""
+def check_member(archive: zipfile.ZipFile, member: str) -> MemberHeader | None:
+    """Refuse `member` (an .npy) from its header alone (see the module docstring).
+
+    Returns its header, or None when it has no array header (the reader reports that).
+    """
     limit = current_limits().max_member_bytes
     name = member.removesuffix(".npy")
     info = archive.getinfo(member)
     if info.file_size > limit:
         raise MemberTooLarge(name, info.file_size, limit)
+    inflation_cap = max(info.compress_size * MAX_INFLATION, INFLATION_FLOOR)
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > inflation_cap:
+        raise MemberRefused(
+            name,
+            f"a member that inflates at most {MAX_INFLATION}x",
+            f"{info.compress_size} compressed bytes declaring {info.file_size}",
+        )
+    header = _read_header(archive, info, name)
+    if header is None:
+        return None
+    if header.pickled:
+        if info.file_size > MAX_PICKLED_BYTES:
+            expected = f"a pickled member of at most {MAX_PICKLED_BYTES} bytes"
+            raise MemberRefused(name, expected, f"{info.file_size} bytes")
+        return header
+    declared = math.prod(header.shape) * header.dtype.itemsize
+    if declared > limit or declared > info.file_size:
+        raise MemberTooLarge(name, declared, min(limit, info.file_size))
+    return header
+
+
+def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> MemberHeader | None:
     with archive.open(info) as handle:
         try:
             version = np.lib.format.read_magic(handle)
@@ -92,12 +150,8 @@ def check_member(archive: zipfile.ZipFile, member: str) -> None:
             )
             shape, _, dtype = read_header(handle)
         except ValueError:
-            return  # not an array header: the reader reports it
-    if dtype.hasobject:
-        return  # pickled: bounded by the member's own size, checked above
-    declared = math.prod(shape) * dtype.itemsize
-    if declared > limit or declared > info.file_size:
-        raise MemberTooLarge(name, declared, min(limit, info.file_size))
+            return None
+    return MemberHeader(name, tuple(int(size) for size in shape), dtype)
 
 
 class NpzWriter:
