@@ -21,6 +21,9 @@ from app.errors import NotFound
 from app.models import Job
 from app.paths import open_file
 
+MAX_LOG_LINE = 64 << 10  # bytes: a train.log line longer than this is not an epoch line
+MAX_EPOCH_POINTS = 10_000  # the epochs option's upper bound
+
 # name → (path under the job's artifact dir, media type)
 ARTIFACTS: dict[str, tuple[str, str]] = {
     "reconstruction.png": ("reconstruction.png", "image/png"),
@@ -113,24 +116,48 @@ def list_artifacts(*, session: Session, job_id: int, data_root: Path) -> Artifac
 
 
 def read_job_history(*, session: Session, job_id: int, data_root: Path) -> JobHistory:
-    """Per-epoch losses from train.log's `epoch i/n key=value …` lines, latest attempt only."""
+    """Per-epoch losses from train.log's `epoch i/n key=value …` lines, latest attempt only.
+
+    The log is read a line at a time, and a line longer than MAX_LOG_LINE is skipped
+    unread, so memory stays bounded however large the log grows; at most MAX_EPOCH_POINTS
+    epochs (the epochs limit) are kept.
+    """
     job = _job(session, job_id)
     points: list[EpochPoint] = []
     total: int | None = None
     try:
-        with os.fdopen(open_file(Path(job.log_path), root=data_root), "rb") as log:
-            text = log.read().decode("utf-8", errors="replace")
+        log = os.fdopen(open_file(Path(job.log_path), root=data_root), "rb")
     except (FileNotFoundError, NotADirectoryError):
-        text = ""
-    for line in text.splitlines():
-        match = _EPOCH_LINE.match(line)
-        if match is None:
-            continue
-        epoch, total = int(match[1]), int(match[2])
-        if points and epoch <= points[-1].epoch:
-            points = []  # a retry starts over; train.log keeps every attempt
-        points.append(EpochPoint(epoch=epoch, complete=not match[4], losses=_losses(match[3])))
+        return JobHistory(job_id=job_id, epochs_total=None, data=[])
+    with log:
+        for line in bounded_lines(log, MAX_LOG_LINE):
+            match = _EPOCH_LINE.match(line.decode("utf-8", errors="replace"))
+            if match is None:
+                continue
+            epoch, total = int(match[1]), int(match[2])
+            if points and epoch <= points[-1].epoch:
+                points = []  # a retry starts over; train.log keeps every attempt
+            point = EpochPoint(epoch=epoch, complete=not match[4], losses=_losses(match[3]))
+            points.append(point)
+            if len(points) > MAX_EPOCH_POINTS:
+                del points[0]
     return JobHistory(job_id=job_id, epochs_total=total, data=points)
+
+
+def bounded_lines(file: IO[bytes], limit: int) -> Iterator[bytes]:
+    """The file's lines without their newline; a line over `limit` bytes is skipped."""
+    while True:
+        line = file.readline(limit + 1)
+        if not line:
+            return
+        if line.endswith(b"\n"):
+            yield line.rstrip(b"\r\n")
+            continue
+        if len(line) <= limit:
+            yield line  # the last line, without a newline
+            return
+        while line and not line.endswith(b"\n"):  # skip the rest of an overlong line
+            line = file.readline(1 << 16)
 
 
 def _losses(text: str) -> dict[str, float]:

@@ -117,7 +117,7 @@ def _insert_run(
     data_root = settings.data_root.resolve()
     artifact_root = a_root or data_root / RUNS_DIR / str(run.id)
     # Checked inside the write transaction, so two submissions cannot both claim a folder.
-    conflict = _artifact_root_conflict(session, run.id, artifact_root, settings, a_root is not None)
+    conflict = _artifact_root_conflict(session, run, artifact_root, settings, a_root is not None)
     if conflict is not None:
         msg = f"{str(artifact_root)!r} {conflict}"
         loc = ["body", "artifact_root"]
@@ -127,18 +127,22 @@ def _insert_run(
 
 
 def _artifact_root_conflict(
-    session: Session, run_id: int, artifact_root: Path, settings: Settings, chosen: bool
+    session: Session, run: Run, artifact_root: Path, settings: Settings, chosen: bool
 ) -> str | None:
     """Why `artifact_root` may not hold this run's files, or None when it may."""
     # A run's folder must not hold another run's files, nor be held by another run's folder:
-    # manifests, logs and a retry's clean-up would touch the other run's files.
+    # manifests, logs and a retry's clean-up would touch the other run's files. Nor may it
+    # overlap the study's inputs, which a run only reads.
     data_root = settings.data_root.resolve()
     if artifact_root == data_root:
         return "is the data root"
+    for field, root in (("phase_c_root", run.phase_c_root), ("phase_d_root", run.phase_d_root)):
+        if _overlap(artifact_root, Path(root)):
+            return f"overlaps the study input {field} ({root}), which runs only read"
     database = sqlite_path(settings.resolved_database_url)
     if database is not None and _overlap(artifact_root, database):
         return f"overlaps the database file ({database})"
-    others = select(Run.id, Run.artifact_root).where(Run.id != run_id).order_by(col(Run.id))
+    others = select(Run.id, Run.artifact_root).where(Run.id != run.id).order_by(col(Run.id))
     for other_id, other_root in session.exec(others):
         if _overlap(artifact_root, Path(other_root)):
             return f"overlaps the artifact root of run {other_id} ({other_root})"

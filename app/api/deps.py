@@ -58,8 +58,10 @@ def require_token(
     """The caller's token name; Unauthorized when tokens are required and none is valid.
 
     `Authorization: Bearer` works everywhere. Reads (GET, HEAD) also take the token from
-    the `ptychojobs_token` cookie or `?token=`, which browsers' EventSource and images need;
-    writes never do, so a page on another site cannot act with a visitor's cookie.
+    the `ptychojobs_token` cookie, which browsers' EventSource and images need; writes never
+    do, so a page on another site cannot act with a visitor's cookie. `?token=` is taken on
+    the dashboard's pages only (`/ui`), which answer it with a redirect that moves it into
+    the cookie: a token never stays in a URL that is bookmarked, shared or logged.
     """
     settings = get_app_settings(request)
     if not settings.auth_required:
@@ -67,9 +69,10 @@ def require_token(
     secret = credentials.credentials if credentials is not None else None
     from_url = False
     if secret is None and request.method in _SAFE_METHODS:
-        # A link's `?token=` wins over the cookie: a stale cookie must not shadow it.
-        secret = request.query_params.get(TOKEN_QUERY)
-        from_url = secret is not None
+        if _is_dashboard(request):
+            # A link's `?token=` wins over the cookie: a stale cookie must not shadow it.
+            secret = request.query_params.get(TOKEN_QUERY)
+            from_url = secret is not None
         if secret is None:
             secret = request.cookies.get(TOKEN_COOKIE)
     if not secret:
@@ -79,10 +82,15 @@ def require_token(
         raise Unauthorized("unknown or revoked API token")
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         auth.note_use(session=session, token=token)
-    if from_url and request.url.path.startswith("/ui"):
+    if from_url:
         _refuse_a_cross_site_cookie_swap(request, secret)
         raise TokenInUrl(_without_token(request), secret)
     return _remember(request, token.name)
+
+
+def _is_dashboard(request: Request) -> bool:
+    path = request.url.path
+    return path == "/ui" or path.startswith("/ui/")
 
 
 def _find(request: Request, secret: str) -> ApiToken | None:

@@ -157,7 +157,7 @@ def enumerate_jobs(
                 jobs += _view_jobs(dose, view, found, a_root, filters, reconstruction)
             else:
                 missing_d.extend(p for c in candidates for p in missing_files(c))
-                skips.append(skip_event(dose, view, candidates, rejections))
+                skips.append(skip_event(dose, view, candidates, rejections, root=d_root))
     if missing_c or (strict and missing_d):
         raise MissingDataError(missing_c + missing_d if strict else missing_c)
     return Enumeration(jobs=jobs, skips=skips)

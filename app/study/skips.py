@@ -7,13 +7,14 @@ import json
 import logging
 import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from app.paths import open_binary
+from app.paths import find_symlink, open_binary
 from app.study.design import dose_dirname
 from app.study.layouts import DataLayout
 
@@ -53,16 +54,26 @@ class SkipSpec:
 
 
 def skip_event(
-    dose: float, view: str, layouts: Sequence[DataLayout], rejections: Rejections
+    dose: float,
+    view: str,
+    layouts: Sequence[DataLayout],
+    rejections: Rejections,
+    *,
+    root: Path,
 ) -> SkipSpec:
-    """The skip event of a view none of whose layouts holds both files."""
+    """The skip event of a view none of whose layouts holds both files.
+
+    A file "exists" only as a regular file reached without a symlink below `root` (the
+    Phase D root): a link is never followed, so a skip event says nothing of what lies
+    outside the data.
+    """
     checked: list[dict[str, Any]] = [
         {
             "layout": layout.name,
             "train_path": str(layout.train),
             "test_path": str(layout.test),
-            "train_exists": os.path.isfile(layout.train),
-            "test_exists": os.path.isfile(layout.test),
+            "train_exists": plain_file(layout.train, root=root),
+            "test_exists": plain_file(layout.test, root=root),
         }
         for layout in layouts
     ]
@@ -77,6 +88,16 @@ def skip_event(
         test_exists=any(c["test_exists"] for c in checked),
         details={"layouts_checked": checked, "rejections": records},
     )
+
+
+def plain_file(path: Path, *, root: Path) -> bool:
+    """Whether `path` is a regular file with no symlink from `root` down to it."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    return find_symlink(path, root=root) is None
 
 
 def _skip_reason(

@@ -131,6 +131,10 @@ def test_artifact_root_of_another_run_is_refused(
         ("db/jobs.db", "overlaps the database file"),
         ("runs", "default artifact folders"),
         ("runs/12", "default artifact folders"),
+        ("study/phase_c", "overlaps the study input phase_c_root"),
+        ("study/phase_c/dose_1000/out", "overlaps the study input phase_c_root"),
+        ("study", "overlaps the study input phase_c_root"),
+        ("study/phase_d", "overlaps the study input phase_d_root"),
     ],
 )
 def test_artifact_root_over_the_data_root_database_or_default_folders_is_refused(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +161,26 @@ def test_malformed_json_is_a_4xx(client: TestClient, engine: Engine) -> None:
     nested = b"[" * 100_000  # deeper than the JSON parser goes: refused like bad JSON
     detail = _refused(client, engine, "POST", "/runs", 422, content=nested, headers=headers)
     assert detail["detail"][0]["loc"] == ["body"]
+
+
+def test_the_history_of_a_huge_log_is_read_in_bounded_memory(
+    client: TestClient, study: StudyTree
+) -> None:
+    created = client.post("/runs", json=study.body(dry_run=True, filters={"dose": 1000.0}))
+    job = client.get(f"/runs/{created.json()['id']}/jobs").json()["data"][0]
+    log = Path(job["log_path"])
+    with log.open("w") as handle:
+        handle.write("2026-01-01T00:00:00Z epoch 1/3 train_loss=0.5\n")
+        handle.write("2026-01-01T00:00:00Z epoch 2/3 train_loss=0.25\n")
+    with log.open("r+b") as handle:  # then 1 GiB of NULs without a newline (sparse)
+        handle.truncate(log.stat().st_size + (1 << 30))
+    with log.open("ab") as handle:
+        handle.write(b"\n2026-01-01T00:00:00Z epoch 3/3 train_loss=0.125\n")
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    history = client.get(f"/jobs/{job['id']}/history")
+
+    grew_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert history.status_code == 200, history.text
+    assert [point["epoch"] for point in history.json()["data"]] == [1, 2, 3]
+    assert grew_kib < 64 << 10  # a whole read would take 1 GiB and more

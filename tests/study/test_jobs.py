@@ -321,3 +321,25 @@ def test_jobs_can_be_placed_under_another_artifact_root(
     assert all(job.log_path == job.artifact_dir / "train.log" for job in placed.jobs)
     assert [j.train_data_path for j in placed.jobs] == [j.train_data_path for j in result.jobs]
     assert placed.skips == result.skips
+
+
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_skip_events_never_follow_a_link(
+    study: dict[str, Path], tmp_path: Path, linked: str
+) -> None:
+    outside = tmp_path / "outside"
+    _write_npz(outside / "sparse_train.npz")
+    sparse = study["phase_d"] / "dose_1000" / "sparse"
+    if linked == "file":
+        sparse.mkdir(parents=True)
+        (sparse / "sparse_train.npz").symlink_to(outside / "sparse_train.npz")
+    else:
+        sparse.symlink_to(outside, target_is_directory=True)
+
+    result = _enumerate(study, Filters(dose=1000, view="sparse"))
+
+    assert result.jobs == []
+    (skip,) = result.skips
+    assert (skip.train_exists, skip.test_exists) == (False, False)
+    assert "only found" not in skip.reason
+    assert str(outside) not in json.dumps(skip.to_record())

@@ -164,7 +164,7 @@ def _fit_and_evaluate(
     reference = reference_loss(model, data, "val")
     flat = flat_loss(model, data, "val")
     log.write(f"reference val_loss={reference:.6g} (ground truth), {flat:.6g} (flat object)")
-    watch = ReferenceWatch(log, reference)
+    watch = ReferenceWatch(log, reference, estimated_probe=data.probe_factor != 1.0)
     history = EpochHistory(log, config.epochs)
     progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
     callbacks: list[Callback] = [history, watch, DivergenceCheck()]

@@ -63,3 +63,13 @@ def test_validation_below_the_reference_is_warned_once(tmp_path: Path) -> None:
     assert watch.crossed_at_epoch == 2
     assert text.count("WARNING") == 1
     assert "epoch 2: validation loss -101 is below the ground truth's reference loss -100" in text
+
+
+def test_the_warning_says_when_the_reference_rests_on_an_estimated_probe(tmp_path: Path) -> None:
+    log = TrainLog(tmp_path / "train.log")
+    watch = ReferenceWatch(log, reference=-100.0, estimated_probe=True)
+    trainer = SimpleNamespace(callback_metrics={"val_loss": -101.0}, current_epoch=0)
+    watch.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    text = log.path.read_text()
+    assert "the probe's units were estimated" in text
+    assert "the network is fitting the noise" not in text
