@@ -55,6 +55,7 @@ class Verdict:
     result: dict[str, Any] | None = None
     reason: str = ""
     progress: Progress | None = None  # reported after the last heartbeat
+    final: bool = False  # a failure another attempt would repeat: fail the job now
 
 
 class Worker:
@@ -257,7 +258,8 @@ def _judge(outcome: Outcome, *, cancel: bool, shutdown: bool) -> Verdict:
         if shutdown:
             return Verdict(AttemptOutcome.interrupted, reason="stopped while the worker shut down")
         return Verdict(AttemptOutcome.failed, reason="training stopped without being asked to")
-    return Verdict(AttemptOutcome.failed, reason=outcome.error or "unknown failure")
+    reason = outcome.error or "unknown failure"
+    return Verdict(AttemptOutcome.failed, reason=reason, final=outcome.final)
 
 
 def _unstorable(result: dict[str, Any] | None) -> str:
@@ -280,8 +282,10 @@ def _write_verdict(engine: Engine, job: ClaimedJob, verdict: Verdict) -> bool:
             progress=verdict.progress,
         )
     if verdict.outcome == AttemptOutcome.failed:
-        error = verdict.reason
-        return queue.fail_attempt(engine=engine, job_id=job_id, lease_token=token, error=error)
+        return queue.fail_attempt(
+            engine=engine, job_id=job_id, lease_token=token, error=verdict.reason,
+            final=verdict.final,
+        )  # fmt: skip
     if verdict.outcome == AttemptOutcome.cancelled:
         return queue.confirm_cancelled(
             engine=engine, job_id=job_id, lease_token=token, result=verdict.result

@@ -195,14 +195,23 @@ def complete_job(
     return done
 
 
-def fail_attempt(*, engine: Engine, job_id: int, lease_token: str, error: str) -> bool:
-    """Count a failed attempt: requeue, or fail after max_attempts (cancel wins over both)."""
+def fail_attempt(
+    *, engine: Engine, job_id: int, lease_token: str, error: str, final: bool = False
+) -> bool:
+    """Count a failed attempt: requeue, or fail after max_attempts (cancel wins over both).
+
+    `final`: another attempt would fail the same way (a broken data file), so the job fails
+    now whatever attempts are left; `retry` runs it again once the input is fixed.
+    """
     with engine.begin() as conn:
         row = conn.execute(_HELD, {"b_id": job_id, "b_token": lease_token}).first()
         if row is None:
             return False
         failures = row.failures + 1
-        target = status_after_failure(failures, row.max_attempts, row.cancel_requested)
+        allowed = failures if final else row.max_attempts
+        target = status_after_failure(failures, allowed, row.cancel_requested)
+        if final:
+            error = f"{error}\n\n(not retried: another attempt would fail the same way)"
         values = {"failures": failures, "error": clip_error(error), **LEASE_CLEARED}
         if target is not JobStatus.queued:
             values["finished_at"] = utcnow()

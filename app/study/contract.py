@@ -32,6 +32,9 @@ OPTIONAL_KEYS = (
 )  # fmt: skip
 # PtychoPINN's name for the diffraction stack, read when `diffraction` is absent.
 DIFFRACTION_ALIAS = "diff3d"
+# Exit status of `python -m worker.training` and `worker.reconstruction` when a data file
+# breaks the contract (sysexits' EX_DATAERR): cluster executors fail such a job at once.
+BAD_INPUT_EXIT = 65
 
 
 class ContractError(ValueError):
@@ -44,6 +47,10 @@ class ContractError(ValueError):
         self.got = got
         where = f"{self.path}: key '{key}'" if key is not None else str(self.path)
         super().__init__(f"{where}: expected {expected}, got {got}")
+
+    def __reduce__(self) -> tuple[type[ContractError], tuple[Path, str | None, str, str]]:
+        # Pickled with its own fields (a Ray task's error crosses processes this way).
+        return (type(self), (self.path, self.key, self.expected, self.got))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,13 @@ def test_pickled_required_key_is_refused_without_running_it(tmp_path: Path) -> N
     with pytest.raises(ContractError) as info:
         load_split(_write(tmp_path, arrays))
     assert info.value.key == "xcoords"
+
+
+def test_a_contract_error_survives_pickling_with_its_fields() -> None:
+    error = ContractError("/data/a.npz", "probeGuess", "a complex array", "float32 (8, 8)")
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, ContractError)
+    assert (copy.path, copy.key, copy.expected, copy.got) == (
+        error.path, error.key, error.expected, error.got,
+    )  # fmt: skip
+    assert str(copy) == str(error)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from app.cli.client import PtychoClient
 from app.cli.processes import free_port, service_env, start_api, start_worker, stop_process
 from app.study.demo_data import make_demo_data
@@ -71,12 +73,23 @@ def submit_demo_study(
     *,
     epochs: int = EPOCHS,
     reconstruction: dict[str, Any] | None = None,
+    break_baseline: bool = False,
     **filters: Any,
 ) -> dict[str, Any]:
-    """The demo study of test_e2e, with the run's cluster resources; returns the new run."""
+    """The demo study of test_e2e, with the run's cluster resources; returns the new run.
+
+    `break_baseline`: the baseline's train split gets a real-valued probe, which breaks the
+    data contract (the submission checks only that the files exist).
+    """
     phase_c, phase_d = make_demo_data(
         services.data_root / "study", doses=(1e4,), n_positions=120, object_size=200
     )
+    if break_baseline:
+        train = phase_c / "dose_10000" / "patched_train.npz"
+        with np.load(train) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        arrays["probeGuess"] = np.abs(arrays["probeGuess"])
+        np.savez(train, **arrays)
     body = {
         "phase_c_root": str(phase_c),
         "phase_d_root": str(phase_d),
@@ -94,6 +107,20 @@ def submit_demo_study(
     }
     run: dict[str, Any] = services.client.submit_run(body)
     return run
+
+
+def assert_failed_at_once(services: Services, run: dict[str, Any], executor: str) -> None:
+    """The broken baseline failed after one attempt, naming file and key; nothing retried."""
+    finished = services.client.wait_for_run(run["id"], timeout_s=STUDY_TIMEOUT_S, poll_s=0.5)
+    assert finished["status"] == "failed", finished
+    (job,) = services.client.jobs(run["id"])
+    assert job["status"] == "failed", job
+    assert job["executor"] == executor, job
+    assert [a["outcome"] for a in job["attempt_history"]] == ["failed"], job
+    assert job["failures"] == 1
+    assert "patched_train.npz" in job["error"], job["error"]
+    assert "'probeGuess'" in job["error"], job["error"]
+    assert "not retried" in job["error"]
 
 
 def kill_first_checkpointed(

@@ -23,6 +23,7 @@ from app.core.config import Settings
 from app.core.db import make_engine
 from app.models import Job, JobStatus, Run, metadata
 from app.queue import ClaimedJob, Progress
+from app.study.contract import ContractError
 from worker.executors.base import Execution, Outcome, ProgressReporter
 from worker.executors.forkserver import ChildProcessExecutor
 
@@ -57,6 +58,8 @@ def sleep_job(job: ClaimedJob, reporter: ProgressReporter) -> dict[str, Any]:
         os.kill(os.getpid(), signal.SIGKILL)
     if job.position in options.get("raise_positions", []):
         raise RuntimeError(f"bad input at position {job.position}")
+    if job.position in options.get("broken_file_positions", []):
+        raise ContractError(job.train_data_path, "probeGuess", "a complex array", "float64 (8, 8)")
     steps = int(options.get("steps", 10))
     for step in range(1, steps + 1):
         if reporter.should_stop() and not options.get("ignore_stop", False):

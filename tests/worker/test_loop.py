@@ -208,3 +208,21 @@ def test_heartbeat_must_fit_well_inside_the_lease(settings: Settings, engine: En
     slow = settings.model_copy(update={"heartbeat_s": 1.5, "lease_s": 2.0})
     with pytest.raises(ValueError, match=r"PTYCHOJOBS_HEARTBEAT_S \(1.5\) must be at most half"):
         Worker(settings=slow, engine=engine, executor=NoopExecutor(slow), name="test:1")
+
+
+def test_a_broken_data_file_fails_the_job_at_once_without_retries(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    training = {"sleep_s": 0.1, "steps": 1, "broken_file_positions": [0]}
+    run_id = insert_run(engine, tmp_path, 1, training=training, max_attempts=3)
+
+    make_worker(settings, engine).run()
+
+    (job,) = jobs_of(engine, run_id)
+    assert job.status == JobStatus.failed
+    assert job.failures == 1
+    assert [a.outcome for a in attempts_of(engine, job.id or 0)] == [AttemptOutcome.failed]
+    assert job.error is not None
+    assert job.error.startswith("ContractError: ")
+    assert "key 'probeGuess'" in job.error
+    assert "not retried: another attempt would fail the same way" in job.error

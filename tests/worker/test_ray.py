@@ -17,6 +17,7 @@ import pytest
 
 from app.cli.processes import free_port
 from tests.worker.cluster_study import (
+    assert_failed_at_once,
     assert_study_succeeded,
     kill_first_checkpointed,
     study_services,
@@ -77,3 +78,11 @@ def test_demo_study_runs_through_ray_and_a_killed_worker_is_recovered(
             services, run, killed, "ray", "the Ray worker process running the task died"
         )
         print(f"Ray study: {time.monotonic() - started:.0f} s")
+
+
+def test_a_broken_data_file_fails_the_ray_job_at_once(ray_address: str, tmp_path: Path) -> None:
+    settings = {"executor": "ray", "ray_address": ray_address, "heartbeat_s": "2"}
+    with study_services(tmp_path, workers=1, **settings) as services:
+        cluster = {"gpus": 0, "cpus": 1}
+        run = submit_demo_study(services, cluster=cluster, view="baseline", break_baseline=True)
+        assert_failed_at_once(services, run, "ray")

@@ -22,6 +22,7 @@ from app.queue import ClaimedJob
 from tests.worker.cluster_study import (
     EPOCHS,
     STUDY_TIMEOUT_S,
+    assert_failed_at_once,
     assert_study_succeeded,
     kill_first_checkpointed,
     study_services,
@@ -243,6 +244,14 @@ def test_a_failed_node_ends_the_attempt_as_interrupted_and_the_job_resumes_uncou
     assert second["outcome"] == "succeeded"
     assert done["failures"] == 0
     assert "resuming from checkpoints/last.ckpt" in Path(done["log_path"]).read_text()
+
+
+def test_a_broken_data_file_fails_the_slurm_job_at_once(slurm: SlurmClient, tmp_path: Path) -> None:
+    settings = {"executor": "slurm", "slurm_poll_interval_s": "0.3", "heartbeat_s": "0.5"}
+    with study_services(tmp_path, workers=1, **settings) as services:
+        cluster = {"gpus": 0, "cpus": 1}
+        run = submit_demo_study(services, cluster=cluster, view="baseline", break_baseline=True)
+        assert_failed_at_once(services, run, "slurm")
 
 
 @pytest.mark.slow

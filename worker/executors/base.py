@@ -10,15 +10,18 @@ from typing import Any, Literal, Protocol
 
 from app.core.config import Settings
 from app.queue import ClaimedJob, Progress
+from app.study.contract import BAD_INPUT_EXIT, ContractError
 from worker.training.config import ProgressReporter  # light: no torch
 
 __all__ = [
+    "BAD_INPUT_EXIT",
     "EXECUTORS",
     "Execution",
     "Executor",
     "Outcome",
     "ProgressReporter",
     "executor_name",
+    "is_final",
     "load_executor",
 ]
 
@@ -27,11 +30,18 @@ __all__ = [
 class Outcome:
     """How an attempt ended: `stopped` means training honoured a stop request; `interrupted`
     means the cluster took the attempt away (preemption, a requeue, a lost node), which
-    requeues the job without counting the attempt."""
+    requeues the job without counting the attempt. `final`: a failure that another attempt
+    would repeat (a data file that breaks the contract), so the job fails at once."""
 
     status: Literal["succeeded", "stopped", "failed", "interrupted"]
     result: dict[str, Any] | None = None
     error: str | None = None
+    final: bool = False
+
+
+def is_final(exc: BaseException) -> bool:
+    """Whether another attempt would fail the same way: the input itself is broken."""
+    return isinstance(exc, ContractError)
 
 
 class Execution(Protocol):

@@ -23,7 +23,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.queue import ClaimedJob, Progress
-from worker.executors.base import Execution, Outcome, ProgressReporter
+from worker.executors.base import Execution, Outcome, ProgressReporter, is_final
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _child_main(target: JobTarget, job: ClaimedJob, conn: Connection) -> None:
     try:
         conn.send(("result", target(job, PipeReporter(conn))))
     except BaseException as exc:
-        conn.send(("error", describe_exception(exc)))
+        conn.send(("error", describe_exception(exc), is_final(exc)))
         sys.exit(1)
 
 
@@ -118,6 +118,7 @@ class ChildExecution:
         self._progress: Progress | None = None
         self._result: dict[str, Any] | None = None
         self._error: str | None = None
+        self._final = False
         self._outcome: Outcome | None = None
 
     def wait(self, timeout_s: float) -> Outcome | None:
@@ -174,7 +175,7 @@ class ChildExecution:
         elif kind == "result":
             self._result = message[1]
         elif kind == "error":
-            self._error = message[1]
+            self._error, self._final = message[1], bool(message[2])
 
     def _conclude(self, exitcode: int | None) -> Outcome:
         # A result counts even if the interpreter then died on its way out.
@@ -182,7 +183,7 @@ class ChildExecution:
             stopped = self._result.get("status") == "stopped"
             return Outcome("stopped" if stopped else "succeeded", result=self._result)
         if self._error is not None:
-            return Outcome("failed", error=self._error)
+            return Outcome("failed", error=self._error, final=self._final)
         return Outcome("failed", error=describe_exit(exitcode))
 
     def _close_pipe(self) -> None:

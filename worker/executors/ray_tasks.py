@@ -19,7 +19,7 @@ from app.core.config import Settings
 from app.core.files import write_json_atomic
 from app.queue import ClaimedJob, Progress
 from worker.executors.attempt_files import AttemptFiles, ProgressWatch, cluster_options
-from worker.executors.base import Execution, Outcome
+from worker.executors.base import Execution, Outcome, is_final
 from worker.executors.training import (
     RECONSTRUCT,
     build_job_config,
@@ -91,7 +91,8 @@ class RayExecution:
         try:
             result: dict[str, Any] = ray.get(self._ref)
         except exceptions.RayTaskError as exc:  # training raised: its traceback
-            return Outcome("failed", error=f"the Ray task raised: {exc}")
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            return Outcome("failed", error=f"the Ray task raised: {exc}", final=is_final(cause))
         except exceptions.NodeDiedError as exc:
             return Outcome("interrupted", error=f"the Ray node running the task died: {exc}")
         except exceptions.WorkerCrashedError as exc:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from app.core.config import Settings
 from app.queue import ClaimedJob, Progress
 from worker.executors.attempt_files import AttemptFiles, ProgressWatch, cluster_options, tail
-from worker.executors.base import Execution, Outcome
+from worker.executors.base import BAD_INPUT_EXIT, Execution, Outcome
 from worker.executors.slurm_client import REQUEUED_STATES, SlurmClient, SlurmError, SlurmJobState
 from worker.executors.training import RECONSTRUCT, build_job_config, check_job_paths
 from worker.reporting import append_log
@@ -109,7 +109,8 @@ class SlurmExecution:
         if state.state == "CANCELLED":
             return Outcome("failed", error=f"{job} was cancelled outside ptychojobs (scancel)")
         output = tail(self._output)
-        return Outcome("failed", error=f"{job} ended {state.describe()}\n\n{output}")
+        final = state.exit_code.partition(":")[0] == str(BAD_INPUT_EXIT)  # a broken data file
+        return Outcome("failed", error=f"{job} ended {state.describe()}\n\n{output}", final=final)
 
     def _read_result(self, job: str) -> Outcome:
         try:

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from app.study.contract import ContractError
+    from app.study.contract import BAD_INPUT_EXIT, ContractError
     from worker.reconstruction.runner import ReconstructionDiverged, reconstruct
 
     reporter = FileReporter(args.progress_file, args.stop_file)
@@ -116,7 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(number, reporter.interrupt)
     try:
         result = reconstruct(config, reporter=reporter)
-    except (ContractError, FileNotFoundError) as exc:
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT_EXIT  # the file is broken: another attempt would fail the same way
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ReconstructionDiverged as exc:

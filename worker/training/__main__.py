@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from app.study.contract import ContractError
+    from app.study.contract import BAD_INPUT_EXIT, ContractError
     from worker.training.runner import train
 
     try:
@@ -214,7 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.finish(result["epochs_completed"])
         else:
             result = train(config, resume=args.resume)
-    except (ContractError, FileNotFoundError) as exc:
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT_EXIT  # the file is broken: another attempt would fail the same way
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({k: result.get(k) for k in ("status", "final_loss", "metrics")}, indent=2))

@@ -1,4 +1,4 @@
-"""`python -m worker.reconstruction`: bad data exits 2 naming the file; a run writes result.json."""
+"""`python -m worker.reconstruction`: bad data exits 65 naming the file; a run writes results."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.study.contract import BAD_INPUT_EXIT
 from worker.reconstruction.__main__ import main
 
 
-def test_a_split_without_diffraction_exits_2_naming_file_and_key(
+def test_a_split_without_diffraction_exits_65_naming_file_and_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = tmp_path / "broken.npz"
@@ -19,7 +20,7 @@ def test_a_split_without_diffraction_exits_2_naming_file_and_key(
 
     code = main(["--input", str(broken), "--out", str(tmp_path / "out")])
 
-    assert code == 2
+    assert code == BAD_INPUT_EXIT == 65
     error = capsys.readouterr().err
     assert "broken.npz" in error
     assert "'diffraction'" in error

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.study.contract import BAD_INPUT_EXIT
 from worker.training.__main__ import main
 
 
@@ -34,7 +35,7 @@ def test_contract_violation_exits_nonzero_naming_file_and_key(
         "--out", str(out), "--gridsize", "1", "--nphotons", "1e5", "--epochs", "1",
     ]  # fmt: skip
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 2, finished.stderr
+    assert finished.returncode == BAD_INPUT_EXIT, finished.stderr  # 65: not worth a retry
     assert str(bad) in finished.stderr
     assert "'probeGuess'" in finished.stderr
     assert "Traceback" not in finished.stderr
