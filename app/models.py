@@ -91,7 +91,14 @@ class RunBase(SQLModel):
     )
 
 
+# On SQLite, ids come from AUTOINCREMENT: a deleted row's id (and so a run's default folder,
+# runs/<id>) is never handed out again.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Run(RunBase, table=True):
+    __table_args__ = NEVER_REUSE_IDS
+
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -129,7 +136,7 @@ class JobBase(SQLModel):
 class Job(JobBase, table=True):
     # The queue's claim reads the oldest queued job in run order; without this index every
     # claim sorts all queued jobs.
-    __table_args__ = (Index("ix_job_claim_order", "status", "run_id", "position"),)
+    __table_args__ = (Index("ix_job_claim_order", "status", "run_id", "position"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
@@ -156,6 +163,8 @@ class AttemptBase(SQLModel):
 
 
 class Attempt(AttemptBase, table=True):
+    __table_args__ = NEVER_REUSE_IDS
+
     id: int | None = Field(default=None, primary_key=True)
     job_id: int = Field(foreign_key="job.id", index=True)
     lease_token: str
@@ -195,6 +204,8 @@ class SkipEventBase(SQLModel):
 
 
 class SkipEvent(SkipEventBase, table=True):
+    __table_args__ = NEVER_REUSE_IDS
+
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -43,6 +43,7 @@ from app.study.jobs import Enumeration, MissingDataError, enumerate_jobs, write_
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"  # <data_root>/runs/<id>: the default artifact folders
+ABANDONED_DIR = ".abandoned"  # runs/.abandoned/<id>-<time>: what a dead submission left
 
 
 def create_run(
@@ -122,6 +123,7 @@ def _insert_run(
         msg = f"{str(artifact_root)!r} {conflict}"
         loc = ["body", "artifact_root"]
         raise RequestInvalid([{"loc": loc, "msg": msg, "type": "artifact_root_conflict"}])
+    _claim_unowned_folder(artifact_root, data_root, chosen=a_root is not None, run_id=run.id)
     run.artifact_root = str(artifact_root)
     return enumeration.placed_under(artifact_root)
 
@@ -150,6 +152,48 @@ def _artifact_root_conflict(
     if chosen and _overlap(artifact_root, runs):
         return f"overlaps {runs}, which holds the default artifact folders (runs/<id>)"
     return None
+
+
+def _claim_unowned_folder(
+    artifact_root: Path, data_root: Path, *, chosen: bool, run_id: int
+) -> None:
+    """A run's folder starts empty: files no run owns are refused, or set aside.
+
+    No other run's folder overlaps this one (checked first), so any file in it is no run's:
+    in a chosen folder the submission is refused; in a default folder, runs/<id>, they are
+    what a submission that died before it committed left (its id was never stored, so it
+    comes round again), and are moved to runs/.abandoned/<id>-<time>, never mixed in.
+    """
+    try:
+        fd = open_dir(artifact_root, root=data_root)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        leftovers = sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+    if not leftovers:
+        return
+    if chosen:
+        shown = ", ".join(leftovers[:5]) + (", …" if len(leftovers) > 5 else "")
+        msg = (
+            f"{str(artifact_root)!r} already holds files that no run owns ({shown}): "
+            "choose an empty or new folder"
+        )
+        raise RequestInvalid.at(["body", "artifact_root"], msg, "artifact_root_not_empty")
+    aside_dir = data_root / RUNS_DIR / ABANDONED_DIR
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+    runs_fd = open_dir(data_root / RUNS_DIR, root=data_root)
+    aside_fd = open_dir(aside_dir, root=data_root, create=True)
+    try:
+        os.rename(artifact_root.name, f"{run_id}-{stamp}", src_dir_fd=runs_fd, dst_dir_fd=aside_fd)
+    finally:
+        os.close(runs_fd)
+        os.close(aside_fd)
+    logger.warning(
+        "run %d: %s held files no run owns (%d entries); moved to %s",
+        run_id, artifact_root, len(leftovers), aside_dir / f"{run_id}-{stamp}",
+    )  # fmt: skip
 
 
 def _overlap(a: Path, b: Path) -> bool:

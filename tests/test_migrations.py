@@ -73,6 +73,49 @@ def test_upgrade_is_idempotent_and_downgrade_empties(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def test_ids_are_never_reused_after_upgrading_a_database_with_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    try:
+        command.upgrade(alembic_config(url), "0005")
+        with engine.begin() as connection:
+            for statement in _OLD_ROWS.split(";"):
+                connection.execute(text(statement))
+        upgrade_head(engine)
+        with engine.begin() as connection:
+            tables = connection.execute(text("SELECT sql FROM sqlite_master WHERE type='table'"))
+            autoincrement = [sql for (sql,) in tables if "AUTOINCREMENT" in sql]
+            assert len(autoincrement) == 4
+            rows = connection.execute(text("SELECT j.id, j.run_id, a.job_id FROM job j "
+                                           "JOIN attempt a ON a.job_id = j.id")).all()  # fmt: skip
+            assert rows == [(7, 3, 7)]
+            assert connection.execute(text("PRAGMA foreign_key_check")).all() == []
+            for table in ("attempt", "skipevent", "job", "run"):
+                connection.execute(text(f"DELETE FROM {table}"))
+            connection.execute(text(_OLD_ROWS.split(";")[0].replace("(3,", "(NULL,")))
+            (new_id,) = connection.execute(text("SELECT id FROM run")).one()
+        assert new_id == 4  # not 3 again: run 3's folder, runs/3, stays its own
+        assert _pending_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+_OLD_ROWS = """
+INSERT INTO run (id, phase_c_root, phase_d_root, artifact_root, design, training,
+    execution, filters, strict, dry_run, submitted_by, created_at)
+    VALUES (3, 'c', 'd', 'runs/3', '{}', '{}', '{}', '{}', 0, 0, 'local', '2026-12-01 00:00:00');
+INSERT INTO job (id, run_id, position, kind, dose, view, gridsize, train_data_path,
+    test_data_path, log_path, artifact_dir, status, attempts, failures, max_attempts,
+    cancel_requested, created_at, updated_at)
+    VALUES (7, 3, 0, 'train', 1000.0, 'baseline', 1, 't', 't', 'l', 'a', 'running', 1, 0, 3, 0,
+    '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+INSERT INTO attempt (id, job_id, number, worker, started_at, outcome, lease_token)
+    VALUES (1, 7, 1, 'w', '2026-12-01 00:00:00', 'running', 'tok');
+INSERT INTO skipevent (id, run_id, dose, view, code, reason, train_exists, test_exists, details)
+    VALUES (1, 3, 1000.0, 'sparse', 'data_missing', 'r', 0, 0, '{}')
+"""
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards; skipped when no server listens."""

@@ -151,9 +151,8 @@ def test_dry_run_whose_files_cannot_be_written_stores_nothing(
     if blocked == "name_too_long":
         artifact_root = "x" * 300  # longer than a file name may be
     else:
-        artifact_root = "blocked"
-        (study.data_root / "blocked").mkdir()
-        (study.data_root / "blocked" / "dose_1000").write_text("not a folder")
+        artifact_root = "blocked/run"
+        (study.data_root / "blocked").write_text("not a folder")
     body = study.body(filters={"dose": 1000}, dry_run=True, artifact_root=artifact_root)
 
     response = client.post("/runs", json=body)
