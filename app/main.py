@@ -18,20 +18,17 @@ from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.main import api_router
 from app.core.config import Settings, get_settings
-from app.core.db import make_engine, session_scope
+from app.core.db import make_engine
 from app.migrate import upgrade_head
 
 logger = logging.getLogger(__name__)
 
 
 def reap_once(engine: Engine, data_root: Path | None = None) -> None:
-    """Requeue (or fail) jobs whose lease expired, and rewrite the affected manifests."""
+    """Requeue (or fail) jobs whose lease expired; rewrite their manifests and any owed."""
     for run_id in queue.requeue_expired(engine=engine):
-        try:
-            with session_scope(engine) as session:
-                manifest.write_manifest(session=session, run_id=run_id, data_root=data_root)
-        except OSError:
-            logger.exception("could not write the manifest", extra={"run_id": run_id})
+        manifest.sync_manifest(engine, run_id, data_root)
+    manifest.retry_stale_manifests(engine, data_root)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

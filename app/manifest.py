@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import RowMapping
-from sqlmodel import Session
+from sqlalchemy import Engine, RowMapping
+from sqlmodel import Session, col, select
 
+from app.core.db import read_engine
 from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
 from app.options import ALGORITHMS
@@ -360,12 +361,55 @@ def _write_json_atomic(folder: int, name: str, document: dict[str, Any]) -> None
 
 
 def refresh_manifest(*, session: Session, run_id: int, data_root: Path | None) -> None:
-    """Rewrite the run's manifest after a change; a failed write is logged, not raised.
+    """Rewrite the run's manifest after a committed change, then any other that is owed.
 
-    The change is committed already, the manifest can still be read from
-    GET /manifests/{run}, and it is rewritten whenever a job ends.
+    A failed write is logged and recorded (`Run.manifest_stale`), never raised: the change
+    stands, GET /manifests/{run} still answers, and the write is retried by the next change
+    (of any run) and by every reaper sweep.
     """
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()  # only a read is open: end it before the file writes
+    sync_manifest(engine, run_id, data_root)
+    retry_stale_manifests(engine, data_root)
+
+
+def sync_manifest(engine: Engine, run_id: int, data_root: Path | None) -> bool:
+    """Write the run's manifest; record in the run whether a write is still owed."""
     try:
-        write_manifest(session=session, run_id=run_id, data_root=data_root)
+        with Session(read_engine(engine)) as session:
+            run = session.get(Run, run_id)
+            was_stale = run is not None and run.manifest_stale
+            write_manifest(session=session, run_id=run_id, data_root=data_root)
     except OSError:
         logger.exception("could not write the manifest", extra={"run_id": run_id})
+        _mark_stale(engine, run_id, stale=True)
+        return False
+    if was_stale:
+        _mark_stale(engine, run_id, stale=False)
+        logger.info("wrote the manifest that was owed", extra={"run_id": run_id})
+    return True
+
+
+def retry_stale_manifests(engine: Engine, data_root: Path | None) -> list[int]:
+    """Write every manifest whose last write failed; the runs still owed one."""
+    with Session(read_engine(engine)) as session:
+        owed = list(session.exec(select(Run.id).where(col(Run.manifest_stale))))
+    return [
+        run_id
+        for run_id in owed
+        if run_id is not None and not sync_manifest(engine, run_id, data_root)
+    ]
+
+
+def _mark_stale(engine: Engine, run_id: int, *, stale: bool) -> None:
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(Run).where(col(Run.id) == run_id).values(manifest_stale=stale)
+            )
+    except sa.exc.SQLAlchemyError:
+        logger.warning(
+            "could not record the manifest's state", exc_info=True, extra={"run_id": run_id}
+        )

@@ -101,6 +101,8 @@ class Run(RunBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # The last manifest write failed (a full disk, say): the reaper and the next change retry.
+    manifest_stale: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class JobBase(SQLModel):

@@ -84,7 +84,9 @@ class Worker:
         self.once = once
         self.stop = stop or StopSignal()
         self.attempts_run = 0  # attempts this worker saw to an end (or lost)
-        self._manifests = ManifestWriter(engine, settings.manifest_interval_s)
+        self._manifests = ManifestWriter(
+            engine, settings.manifest_interval_s, settings.data_root.resolve()
+        )
         self._changes = ChangeWatch(engine)
         self._next_reap_s = 0.0
 
@@ -240,6 +242,7 @@ class Worker:
         for run_id in runs:
             logger.info("requeued or failed expired jobs", extra={"run_id": run_id})
             self._manifests.job_ended(run_id)
+        self._manifests.retry_owed()
 
 
 def _judge(outcome: Outcome, *, cancel: bool, shutdown: bool) -> Verdict:

@@ -7,17 +7,13 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlmodel import Session
+from sqlalchemy import Engine
 
-from app.manifest import write_manifest
+from app.manifest import retry_stale_manifests, sync_manifest
 from app.paths import open_file
 
 logger = logging.getLogger(__name__)
-
-_READ_BUSY_TIMEOUT_MS = 30_000
 
 
 class ManifestWriter:
@@ -27,15 +23,16 @@ class ManifestWriter:
     write's duration (a big run's manifest takes a while to build, and a worker should
     spend its time on jobs). A write that comes too soon is deferred, not dropped:
     `flush()` catches up once the spacing has passed and `flush(force=True)` (idle
-    worker, shutdown) writes everything. A failed write is logged and never touches the
-    job's recorded status.
+    worker, shutdown) writes everything. Writes are confined to `data_root`. A failed
+    write is logged and recorded as owed (`Run.manifest_stale`), never touching the job's
+    recorded status; `retry_owed` (each reaper sweep) writes the owed ones again.
     """
 
     _COST_FACTOR = 10.0
 
-    def __init__(self, engine: Engine, interval_s: float) -> None:
-        self._engine = read_engine(engine)
-        self._own_engine = self._engine is not engine
+    def __init__(self, engine: Engine, interval_s: float, data_root: Path | None = None) -> None:
+        self._engine = engine
+        self._data_root = data_root
         self._interval_s = interval_s
         self._pending: set[int] = set()
         self._next_at: dict[int, float] = {}
@@ -53,41 +50,20 @@ class ManifestWriter:
                 cost_s = time.monotonic() - started
                 self._next_at[run_id] = started + max(self._interval_s, self._COST_FACTOR * cost_s)
 
+    def retry_owed(self) -> None:
+        try:
+            retry_stale_manifests(self._engine, self._data_root)
+        except Exception:
+            logger.exception("could not retry the owed manifests")
+
     def close(self) -> None:
         self.flush(force=True)
-        if self._own_engine:
-            self._engine.dispose()
 
     def _write(self, run_id: int) -> None:
         try:
-            with Session(self._engine) as session:
-                write_manifest(session=session, run_id=run_id)
+            sync_manifest(self._engine, run_id, self._data_root)
         except Exception:
             logger.exception("could not write the run's manifest", extra={"run_id": run_id})
-
-
-def read_engine(engine: Engine) -> Engine:
-    """An engine for reads that take no write lock: SQLite gets deferred transactions.
-
-    The project's SQLite engine starts every transaction with BEGIN IMMEDIATE, which is
-    right for writes; a manifest only reads, and in WAL mode a deferred transaction reads
-    one consistent snapshot while other workers keep claiming and committing.
-    """
-    url = engine.url
-    if url.get_backend_name() != "sqlite":
-        return engine
-    reader = create_engine(url, connect_args={"check_same_thread": False})
-
-    @event.listens_for(reader, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # BEGIN is issued below
-        dbapi_conn.execute(f"PRAGMA busy_timeout={_READ_BUSY_TIMEOUT_MS}")
-
-    @event.listens_for(reader, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
-
-    return reader
 
 
 def append_log(path: str | Path, message: str) -> None:

@@ -45,6 +45,6 @@ def cancel_job(job_id: JobId, session: SessionDep, settings: SettingsDep) -> Job
 
 
 @router.post("/{job_id}/retry", responses=error_responses(409))
-def retry_job(job_id: JobId, session: SessionDep) -> JobPublic:
+def retry_job(job_id: JobId, session: SessionDep, settings: SettingsDep) -> JobPublic:
     """Requeue a failed or cancelled job with a fresh attempt budget."""
-    return retry.retry_job(session=session, job_id=job_id)
+    return retry.retry_job(session=session, job_id=job_id, data_root=settings.data_root)
