@@ -89,11 +89,28 @@ def make_samples(split: SplitData, groups: Groups) -> Samples:
 
 
 def ground_truth_patches(split: SplitData) -> np.ndarray:
-    """Ground-truth patches: `Y` when the file carries a valid one, else cut from the object."""
+    """Ground-truth patches: `Y` when the file carries a valid one, else cut from the object.
+
+    A patch may reach past the object's edge (PtychoPINN's simulators place positions up to
+    N/2 from the edge and jitter them): there the object is empty, zero, as those simulators
+    model it.
+    """
     if split.Y is not None:
         return split.Y
-    patches = extract_patches(split.obj, split.xcoords, split.ycoords, split.N)
+    margin = split.N // 2 + 2
+    padded = np.pad(split.obj, margin) if _reaches_outside(split, margin) else split.obj
+    shift = margin if padded is not split.obj else 0
+    patches = extract_patches(padded, split.xcoords + shift, split.ycoords + shift, split.N)
     return patches.astype(np.complex64)
+
+
+def _reaches_outside(split: SplitData, margin: int) -> bool:
+    half = split.N / 2
+    height, width = split.obj.shape
+    low = min(float(split.xcoords.min()), float(split.ycoords.min())) - half
+    return bool(
+        low < 0 or split.xcoords.max() + half + 1 > width or split.ycoords.max() + half + 1 > height
+    )
 
 
 def intensity_scale(split: SplitData, nphotons: float) -> float:

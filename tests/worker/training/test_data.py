@@ -33,6 +33,30 @@ def test_ground_truth_is_cut_from_the_object_when_y_is_absent(
     np.testing.assert_allclose(ground_truth_patches(without_y), with_y.Y, atol=1e-6)
 
 
+def test_a_patch_past_the_object_s_edge_sees_an_empty_object_there(
+    tiny_split: tuple[Path, Path], tmp_path: Path
+) -> None:
+    split = load_split(tiny_split[1])
+    n = split.N
+    x = np.array([n / 2 - 3.0, split.obj.shape[1] - n / 2 + 2.5])  # 3 px past left, 2.5 right
+    y = np.array([n / 2 + 1.0, n / 2 + 1.0])
+    edge = _rewritten(tiny_split[1], tmp_path / "edge.npz", xcoords=x, ycoords=y,
+                      diffraction=split.diffraction[:2])  # fmt: skip
+    patches = ground_truth_patches(_no_y(edge, tmp_path))
+    left, right = patches
+    np.testing.assert_array_equal(left[:, :3], 0)  # the three columns left of the object
+    np.testing.assert_allclose(left[:, 3:], split.obj[1 : 1 + n, : n - 3], atol=1e-6)
+    assert np.all(right[:, -2:] == 0)
+    assert np.all(right[:, -3] != 0)  # half a pixel inside: blended with the empty side
+
+
+def _no_y(path: Path, tmp_path: Path) -> Any:
+    loaded = load_split(_without(path, tmp_path / f"{path.stem}-no-y.npz", "Y", "xcoords_start",
+                                 "ycoords_start", "scan_index"))  # fmt: skip
+    assert loaded.Y is None
+    return loaded
+
+
 def _rewritten(source: Path, target: Path, **changes: Any) -> Path:
     with np.load(source) as npz:
         arrays = {key: npz[key] for key in npz.files if key != "_metadata"}
