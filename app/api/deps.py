@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
+import anyio
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
@@ -17,6 +18,8 @@ from app.errors import Unauthorized
 from app.models import LOCAL_CALLER, ApiToken
 
 MAX_ID = 2**63 - 1  # the largest id a database integer holds
+HEAVY_READ_THREADS = 4  # reports, figures and manifests built at once (see heavy_read)
+T = TypeVar("T")
 TOKEN_COOKIE = "ptychojobs_token"
 TOKEN_QUERY = "token"
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -34,6 +37,25 @@ def get_read_session(request: Request) -> Iterator[Session]:
     """A session for requests that only read; on SQLite it never takes the write lock."""
     with Session(read_engine(request.app.state.engine), expire_on_commit=False) as session:
         yield session
+
+
+def heavy_read(request: Request, work: Callable[[Session], T]) -> Awaitable[T]:
+    """Run a slow read (a report, its figure, a rebuilt manifest) on a few threads of its own.
+
+    Sync routes share one thread pool (40 threads); without a separate limit, a burst of
+    slow reads would take every thread and `/health` would wait behind them. Here at most
+    HEAVY_READ_THREADS run at once and the rest queue, while every other route keeps its pool.
+    """
+    app = request.app
+    limiter = getattr(app.state, "heavy_read_limiter", None)
+    if limiter is None:  # made on the event loop, on first use
+        limiter = app.state.heavy_read_limiter = anyio.CapacityLimiter(HEAVY_READ_THREADS)
+
+    def call() -> T:
+        with Session(read_engine(app.state.engine), expire_on_commit=False) as session:
+            return work(session)
+
+    return anyio.to_thread.run_sync(call, limiter=limiter)
 
 
 def get_app_settings(request: Request) -> Settings:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app import crud
-from app.api.deps import ReadSessionDep, RunId
+from app.api.deps import RunId, heavy_read
 
 router = APIRouter(prefix="/manifests", tags=["manifests"])
 
 
 @router.get("/{run_id}")
-def read_manifest(run_id: RunId, session: ReadSessionDep) -> dict[str, Any]:
+async def read_manifest(run_id: RunId, request: Request) -> dict[str, Any]:
     """Read a run's training manifest (study.md §7 plus per-job status and results)."""
-    return crud.read_manifest(session=session, run_id=run_id)
+    return await heavy_read(
+        request, lambda session: crud.read_manifest(session=session, run_id=run_id)
+    )
