@@ -131,6 +131,24 @@ def open_dir(path: Path, *, root: Path = FILESYSTEM_ROOT, create: bool = False) 
     names = _names_below(path, root)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        return _walk(fd, names, path, root, create)
+    finally:
+        os.close(fd)
+
+
+def open_dir_at(start_fd: int, relative: Path, *, create: bool = False) -> int:
+    """A descriptor of the folder `relative` below the open folder `start_fd`, reached
+    without following any symlink (`relative` may be empty: the folder itself, again)."""
+    names = list(relative.parts)
+    if relative.is_absolute() or any(name in ("..", ".") for name in names):
+        raise PathRefused(os.fspath(relative), "<folder>", "is not a plain relative path")
+    return _walk(start_fd, names, relative, Path("<folder>"), create)
+
+
+def _walk(start_fd: int, names: list[str], path: Path, root: Path, create: bool) -> int:
+    """Step through `names` from `start_fd` (left open); a new descriptor of the last."""
+    fd = os.dup(start_fd)
+    try:
         for name in names:
             child = _step(fd, name, path, root, create)
             os.close(fd)

@@ -14,8 +14,8 @@ instrument geometry: one object pixel is written as PIXEL_SIZE_M, the object's c
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -37,27 +37,28 @@ class Outcome:
     losses: list[float]
 
 
-def write_npz(path: Path, outcome: Outcome) -> None:
+def npz_bytes(outcome: Outcome) -> bytes:
     """object, probe, positions (n, 2) as (x, y), loss_history (one value per epoch)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     positions = np.stack([outcome.xcoords, outcome.ycoords], axis=1)
+    buffer = io.BytesIO()
     np.savez_compressed(
-        path,
+        buffer,
         object=outcome.obj,
         probe=outcome.probe,
         positions=positions,
         loss_history=np.asarray(outcome.losses, dtype=np.float64),
     )
+    return buffer.getvalue()
 
 
-def write_product(path: Path, outcome: Outcome, *, name: str, photon_count: float) -> None:
+def product_bytes(outcome: Outcome, *, name: str, photon_count: float) -> bytes:
     """A Ptychodus product file (see the module docstring)."""
     height, width = outcome.obj.shape
     # Ptychodus places pixel centres at whole numbers round the object's centre.
     x_m = (outcome.xcoords - (width / 2 - 0.5)) * PIXEL_SIZE_M
     y_m = (outcome.ycoords - (height / 2 - 0.5)) * PIXEL_SIZE_M
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as h5:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
         h5.attrs["name"] = name
         h5.attrs["comments"] = (
             f"pty-chi reconstruction by ptychojobs; nominal pixel size {PIXEL_SIZE_M:g} m"
@@ -79,3 +80,4 @@ def write_product(path: Path, outcome: Outcome, *, name: str, photon_count: floa
         obj.attrs["pixel_height_m"] = PIXEL_SIZE_M
         h5.create_dataset("object_layer_distance_m", data=np.zeros(0, dtype=np.float64))
         h5.create_dataset("costs", data=np.asarray(outcome.losses, dtype=np.float64))
+    return buffer.getvalue()

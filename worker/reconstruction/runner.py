@@ -9,6 +9,7 @@ the skill against it, and the artifacts' names relative to the job's folder.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from app.core.files import write_json_atomic
 from app.study.contract import ContractError, SplitData
 from worker.reconstruction.assessment import assess_object
 from worker.reconstruction.config import ReconstructConfig
@@ -26,14 +26,15 @@ from worker.reconstruction.outputs import (
     PNG_NAME,
     PRODUCT_NAME,
     Outcome,
-    write_npz,
-    write_product,
+    npz_bytes,
+    product_bytes,
 )
 from worker.reconstruction.ptychi_engine import PtychiSession
 from worker.training.callbacks import TrainLog
 from worker.training.config import ProgressReporter
 from worker.training.data import dose_notes
-from worker.training.evaluate import FIGURE_METRICS, save_comparison_png
+from worker.training.evaluate import FIGURE_METRICS, comparison_png
+from worker.training.folder import JobFolder
 from worker.training.h5_inputs import load_input
 from worker.training.report import finite_tree, log_assessment
 
@@ -59,8 +60,21 @@ def reconstruct(
 ) -> dict[str, Any]:
     """Reconstruct one split with pty-chi, score it, write its artifacts; return result.json."""
     started = time.monotonic()
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    log = TrainLog(config.resolved_log_path)
+    folder = JobFolder.for_job(config.out_dir)  # every artifact is written through it
+    try:
+        return _reconstruct_in(folder, config, reporter, should_stop, started)
+    finally:
+        folder.close()
+
+
+def _reconstruct_in(
+    folder: JobFolder,
+    config: ReconstructConfig,
+    reporter: ProgressReporter | None,
+    should_stop: Callable[[], bool] | None,
+    started: float,
+) -> dict[str, Any]:
+    log = TrainLog(config.resolved_log_path, folder=folder)
     log.write(
         f"start reconstruct engine={config.engine} epochs={config.epochs} input={config.input_npz}"
     )
@@ -74,10 +88,11 @@ def reconstruct(
             f"intensity_scale={inputs.intensity_scale:.6g}"
         )
         epochs_started = time.monotonic()
-        stopped = _run_chunks(session, config, log, _stop_asked(reporter, should_stop), reporter)
+        stop_asked = _stop_asked(reporter, should_stop)
+        stopped = _run_chunks(session, config, log, stop_asked, reporter, folder.check)
         epochs_s = time.monotonic() - epochs_started
         engine_s = time.monotonic() - engine_started
-        result = _finish(config, split, inputs, session, log, stopped=stopped)
+        result = _finish(folder, config, split, inputs, session, log, stopped=stopped)
     except (ContractError, FileNotFoundError):
         raise  # already in the log, with the file and key
     except Exception as exc:
@@ -87,7 +102,7 @@ def reconstruct(
     result["engine_s"] = round(engine_s, 3)
     result["epoch_s"] = round(epochs_s / max(result["epochs_completed"], 1), 4)
     result["duration_s"] = round(time.monotonic() - started, 3)
-    write_json_atomic(config.out_dir / RESULT_NAME, result)
+    folder.write_bytes(RESULT_NAME, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
     log.write(
         f"done status={result['status']} final_loss={result['final_loss']} "
         f"duration_s={result['duration_s']}"
@@ -129,9 +144,14 @@ def _run_chunks(
     log: TrainLog,
     stop_asked: Callable[[], bool],
     reporter: ProgressReporter | None,
+    check_folder: Callable[[], None],
 ) -> bool:
-    """Run every epoch, a chunk at a time; True when a stop request ended it early."""
+    """Run every epoch, a chunk at a time; True when a stop request ended it early.
+
+    `check_folder` runs before every chunk: a job folder moved or replaced ends the job.
+    """
     while session.epochs_done < config.epochs:
+        check_folder()
         count = min(config.chunk_epochs, config.epochs - session.epochs_done)
         losses = session.run(count)
         done = session.epochs_done
@@ -156,6 +176,7 @@ def _run_chunks(
 
 
 def _finish(
+    folder: JobFolder,
     config: ReconstructConfig,
     split: SplitData,
     inputs: EngineInputs,
@@ -178,12 +199,12 @@ def _finish(
         losses=losses,
     )
     counts = float(np.mean(np.sum(inputs.intensities, axis=(1, 2), dtype=np.float64)))
-    write_npz(config.out_dir / NPZ_NAME, outcome)
+    folder.write_bytes(NPZ_NAME, npz_bytes(outcome))
     name = config.label or f"{config.algorithm} {split.path.name}"
-    write_product(config.out_dir / PRODUCT_NAME, outcome, name=name, photon_count=counts)
+    folder.write_bytes(PRODUCT_NAME, product_bytes(outcome, name=name, photon_count=counts))
     assessment = assess_object(image, split)
     title = _figure_title(config, done, assessment.metrics["ours"])
-    save_comparison_png(assessment.reconstruction, config.out_dir / PNG_NAME, title=title)
+    folder.write_bytes(PNG_NAME, comparison_png(assessment.reconstruction, title=title))
     log_assessment(log, assessment)
     return {
         "status": "stopped" if stopped else "succeeded",

@@ -134,7 +134,7 @@ def assess(
     """Reconstruct the test split with the model and the baselines; score them all."""
     shape = data.test_samples.diffraction.shape
     patches = {
-        "model": predict_patches(model, data.test_samples.diffraction),
+        "model": predict_patches(model, data.network_test_inputs()),
         "flat": np.full(shape, flat_level(data), dtype=np.complex64),
         "input_only": input_only_patches(data),
     }

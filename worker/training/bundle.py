@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from worker.training.folder import JobFolder
 from worker.training.module import LitPtychoPINN
 
 BUNDLE_FORMAT = "ptychojobs-bundle"
@@ -19,8 +21,11 @@ _V1_HPARAMS = {"architecture": "unet", "inputs": "amplitudes+backprop"}
 _V1_MISSING = {"log_scale", "initial_log_scale", "log_gain", "detector_mask"}
 
 
-def write_bundle(model: LitPtychoPINN, config: dict[str, Any], path: Path) -> tuple[str, int]:
-    """Save the bundle; return its SHA-256 hex digest and size in bytes."""
+def write_bundle(
+    model: LitPtychoPINN, config: dict[str, Any], path: Path, folder: JobFolder | None = None
+) -> tuple[str, int]:
+    """Save the bundle (through the job's `folder`, when given, atomically); return its
+    SHA-256 hex digest and size in bytes."""
     payload = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
@@ -28,9 +33,15 @@ def write_bundle(model: LitPtychoPINN, config: dict[str, Any], path: Path) -> tu
         "config": config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
-    return sha256_of(path), path.stat().st_size
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    if folder is not None:
+        folder.write_bytes(path, data)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def load_bundle(path: Path) -> tuple[LitPtychoPINN, dict[str, Any]]:

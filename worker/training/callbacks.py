@@ -11,7 +11,7 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -19,20 +19,34 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from worker.training.config import ProgressReporter
 
+if TYPE_CHECKING:
+    from worker.training.folder import JobFolder
+
 logger = logging.getLogger(__name__)
 
 
 class TrainLog:
-    """Appends timestamped lines to a job's train.log (and mirrors them to the logger)."""
+    """Appends timestamped lines to a job's train.log (and mirrors them to the logger).
 
-    def __init__(self, path: Path) -> None:
+    With the job's `folder` (and the log inside it, as every job's is) each line goes
+    through the folder, never through a symlink; a log kept elsewhere (`--log-path`) is
+    appended to by its path.
+    """
+
+    def __init__(self, path: Path, folder: JobFolder | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.folder = folder if folder is not None and folder.holds(path) else None
+        if self.folder is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {message}\n")
+        line = f"{stamp} {message}\n"
+        if self.folder is not None:
+            self.folder.append_text(self.path, line)
+        else:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
         logger.info(message)
 
 

@@ -129,6 +129,10 @@ def intensity_scale(split: SplitData, nphotons: float) -> float:
     return estimate
 
 
+# Probes whose total intensities agree this closely are the same probe.
+PROBE_GAIN_TOLERANCE = 1e-6
+
+
 def input_scale(diffraction: np.ndarray, architecture: str = "unet") -> float:
     """Factor for the network's input amplitudes.
 
@@ -223,6 +227,12 @@ class PtychoDataModule(L.LightningDataModule):
             for note in split.notes
         ]
         self.notes += dose_notes(self.train_split, cfg.nphotons, self.intensity_scale)
+        if self.test_input_gain != 1.0:
+            self.notes.append(
+                f"the test split's probe is {self.test_input_gain**-2:.4g}x as bright as the "
+                f"train split's: its patterns reach the network scaled by "
+                f"{self.test_input_gain:.6g}"
+            )
         if self.probe_factor != 1.0:
             self.notes.append(
                 f"probeGuess and diffraction are in different units: probe scaled by "
@@ -261,6 +271,27 @@ class PtychoDataModule(L.LightningDataModule):
     @property
     def test_probe(self) -> np.ndarray:
         return (self.test_split.probe * self.probe_factor).astype(np.complex64)
+
+    @property
+    def test_input_gain(self) -> float:
+        """How much brighter the train split's probe is than the test split's (amplitude).
+
+        The network learned the object from patterns lit by the train probe; a test split
+        simulated or measured with a brighter or dimmer probe (PtychoPINN's simulator scales
+        each file's probe to its own dose) is brought to the train probe's units by this
+        factor before it reaches the network, so its amplitudes are read as the train's.
+        """
+        train = float(np.sum(np.abs(self.train_split.probe.astype(np.complex128)) ** 2))
+        test = float(np.sum(np.abs(self.test_split.probe.astype(np.complex128)) ** 2))
+        if not (train > 0 and test > 0) or abs(train / test - 1) < PROBE_GAIN_TOLERANCE:
+            return 1.0
+        return math.sqrt(train / test)
+
+    def network_test_inputs(self) -> np.ndarray:
+        """The test samples' patterns as the network is given them (`test_input_gain`)."""
+        gain = self.test_input_gain
+        patterns = self.test_samples.diffraction
+        return patterns if gain == 1.0 else (patterns * np.float32(gain)).astype(np.float32)
 
     @property
     def detector_mask(self) -> np.ndarray | None:

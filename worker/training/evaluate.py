@@ -7,10 +7,10 @@ uniform weights, no alignment; M = 20 as in its compare_models).
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -367,7 +367,7 @@ def reconstruct(
     model: LitPtychoPINN, data: PtychoDataModule, stitching: str = "ours", crop: int = 20
 ) -> Reconstruction:
     """Predict every test group and stitch all member patches."""
-    patches = predict_patches(model, data.test_samples.diffraction)
+    patches = predict_patches(model, data.network_test_inputs())
     return reconstruct_patches(patches, data, stitching, crop)
 
 
@@ -381,8 +381,8 @@ def evaluate(
     return compare(result.rec, result.gt, result.mask), result
 
 
-def save_comparison_png(result: Reconstruction, path: Path, title: str = "") -> None:
-    """Ground truth and reconstruction, amplitude and phase, and where they differ.
+def comparison_png(result: Reconstruction, title: str = "") -> bytes:
+    """Ground truth and reconstruction, amplitude and phase, and where they differ (PNG).
 
     Top row: ground truth and reconstruction, each pair on the ground truth's colour range.
     Bottom row: the amplitude error (reconstruction − truth) and the phase error (wrapped,
@@ -416,8 +416,9 @@ def save_comparison_png(result: Reconstruction, path: Path, title: str = "") -> 
         figure.colorbar(shown, ax=axes, shrink=0.7)
     if title:
         figure.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=80, format="png")
+    return buffer.getvalue()
 
 
 FIGURE_METRICS = (

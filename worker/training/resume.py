@@ -10,7 +10,6 @@ again. A stop request that ends an epoch early never overwrites it.
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -42,10 +41,9 @@ class LastCheckpoint(Checkpoint):
             return
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # stopped inside the epoch: the previous epoch's state is the one to keep
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        partial = self.dirpath / f".{LAST_NAME}.partial"
-        trainer.save_checkpoint(partial)
-        os.replace(partial, self.path)  # a reader never finds half a checkpoint
+        # The trainer's checkpoint IO (the job folder's) writes beside the target and renames
+        # it into place: a reader never finds half a checkpoint.
+        trainer.save_checkpoint(self.path)
 
 
 def resumable_checkpoint(checkpoint_dir: Path) -> Path | None:

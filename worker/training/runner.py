@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import json
 import logging
 import math
 import shutil
@@ -17,9 +19,8 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback, EarlyStopping
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
-from app.core.files import write_json_atomic
 from app.study.contract import ContractError
 from worker.training.assess import assess, flat_loss
 from worker.training.bundle import BUNDLE_NAME, write_bundle
@@ -33,7 +34,8 @@ from worker.training.collapse import Collapse, detect_collapse
 from worker.training.config import ProgressReporter, TrainConfig
 from worker.training.data import PtychoDataModule
 from worker.training.divergence import DivergenceCheck
-from worker.training.evaluate import figure_title, reference_loss, save_comparison_png
+from worker.training.evaluate import comparison_png, figure_title, reference_loss
+from worker.training.folder import ConfinementWatch, FolderCheckpointIO, FolderCSVLogger, JobFolder
 from worker.training.module import LitPtychoPINN
 from worker.training.report import finite_tree, log_assessment
 from worker.training.resume import LastCheckpoint, resumable_checkpoint, resume_warnings
@@ -58,8 +60,21 @@ def train(
     left one (its epochs and history are kept); otherwise it starts from scratch.
     """
     started = time.monotonic()
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    log = TrainLog(config.resolved_log_path)
+    folder = JobFolder.for_job(config.out_dir)  # every artifact is written through it
+    try:
+        return _train_in(folder, config, reporter, resume, started)
+    finally:
+        folder.close()
+
+
+def _train_in(
+    folder: JobFolder,
+    config: TrainConfig,
+    reporter: ProgressReporter | None,
+    resume: bool,
+    started: float,
+) -> dict[str, Any]:
+    log = TrainLog(config.resolved_log_path, folder=folder)
     log.write(
         f"start gridsize={config.gridsize} nphotons={config.nphotons:g} "
         f"train={config.train_path} test={config.test_path}"
@@ -67,14 +82,14 @@ def train(
     try:
         data = _load(config, log)
         with _torch_flags_restored(), quiet_lightning():
-            result = _train_with_reseeds(config, data, log, reporter, resume)
+            result = _train_with_reseeds(folder, config, data, log, reporter, resume)
     except (ContractError, FileNotFoundError):
         raise  # already in train.log, with the file and key
     except Exception as exc:
         log.write(f"ERROR {type(exc).__name__}: {exc}")
         raise
     result["duration_s"] = round(time.monotonic() - started, 3)
-    write_json_atomic(config.out_dir / RESULT_NAME, result)
+    folder.write_bytes(RESULT_NAME, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
     log.write(
         f"done status={result['status']} final_loss={result['final_loss']} "
         f"duration_s={result['duration_s']}"
@@ -104,6 +119,7 @@ RESEED_STRIDE = 1000
 
 
 def _train_with_reseeds(
+    folder: JobFolder,
     config: TrainConfig,
     data: PtychoDataModule,
     log: TrainLog,
@@ -116,7 +132,7 @@ def _train_with_reseeds(
     attempts: list[dict[str, Any]] = []
     attempt_config = config
     while True:
-        result = _fit_and_evaluate(attempt_config, data, log, reporter, resume)
+        result = _fit_and_evaluate(folder, attempt_config, data, log, reporter, resume)
         collapse = result["collapse"]
         attempts.append(
             {
@@ -145,6 +161,7 @@ def _train_with_reseeds(
 
 
 def _fit_and_evaluate(
+    folder: JobFolder,
     config: TrainConfig,
     data: PtychoDataModule,
     log: TrainLog,
@@ -167,23 +184,23 @@ def _fit_and_evaluate(
     watch = ReferenceWatch(log, reference, estimated_probe=data.probe_factor != 1.0)
     history = EpochHistory(log, config.epochs)
     progress = ReporterCallback(reporter, config.epochs) if reporter is not None else None
-    callbacks: list[Callback] = [history, watch, DivergenceCheck()]
+    callbacks: list[Callback] = [ConfinementWatch(folder), history, watch, DivergenceCheck()]
     early = early_stopping(config, monitored(data))
     if early is not None:
         callbacks.append(early)
     if progress is not None:
         callbacks.append(progress)
     with expected_warnings(), resume_warnings():
-        trainer = build_trainer(config, data, callbacks)
+        trainer = build_trainer(config, data, callbacks, folder=folder)
         trainer.fit(model, datamodule=data, ckpt_path=resume_from)
     checkpoint = _final_checkpoint(trainer, config.out_dir)
     if config.keep_weights == "best":
-        model = _best_weights(model, trainer)
+        model = _best_weights(model, trainer, folder)
     model = model.to(trainer.strategy.root_device)
     assessment = assess(model, data, config.stitching, config.stitch_crop)
     title = figure_title(config, assessment.metrics["ours"])
-    save_comparison_png(assessment.reconstruction, config.out_dir / PNG_NAME, title=title)
-    sha256, size = write_bundle(model, config.to_dict(), config.out_dir / BUNDLE_NAME)
+    folder.write_bytes(PNG_NAME, comparison_png(assessment.reconstruction, title=title))
+    sha256, size = write_bundle(model, config.to_dict(), config.out_dir / BUNDLE_NAME, folder)
     log_assessment(log, assessment)
     last = history.history[-1] if history.history else {}
     stopped = progress is not None and progress.stop_requested
@@ -305,9 +322,17 @@ def build_model(config: TrainConfig, data: PtychoDataModule) -> LitPtychoPINN:
 
 
 def build_trainer(
-    config: TrainConfig, data: PtychoDataModule, callbacks: list[Callback]
+    config: TrainConfig,
+    data: PtychoDataModule,
+    callbacks: list[Callback],
+    *,
+    folder: JobFolder | None = None,
 ) -> L.Trainer:
-    """A Trainer honouring the job's execution options; quiet unless on a terminal."""
+    """A Trainer honouring the job's execution options; quiet unless on a terminal.
+
+    Its checkpoints and metric logs are written through `folder` (the job's, by default).
+    """
+    folder = folder or JobFolder.for_job(config.out_dir)
     checkpoint = OneBasedCheckpoint(
         dirpath=config.out_dir / CHECKPOINT_DIR,
         filename="best-{epoch}",
@@ -322,7 +347,8 @@ def build_trainer(
         devices=config.devices,
         max_epochs=config.epochs,
         deterministic=config.deterministic,
-        logger=make_logger(config),
+        logger=make_logger(config, folder),
+        plugins=[FolderCheckpointIO(folder)],
         callbacks=[checkpoint, *callbacks, LastCheckpoint(config.out_dir / CHECKPOINT_DIR)],
         default_root_dir=config.out_dir,
         enable_progress_bar=False,
@@ -335,10 +361,14 @@ def build_trainer(
     )
 
 
-def make_logger(config: TrainConfig) -> Logger | bool:
-    """csv → metrics.csv, tensorboard → event files, none → no logger."""
+def make_logger(config: TrainConfig, folder: JobFolder) -> Logger | bool:
+    """csv → metrics.csv (through the job folder), tensorboard → event files, none → none.
+
+    TensorBoard's writer opens its event files by path: the job folder's check at every
+    epoch is all that guards it.
+    """
     if config.logger == "csv":
-        return CSVLogger(save_dir=config.out_dir, name=LOG_DIR, version="csv")
+        return FolderCSVLogger(folder, save_dir=config.out_dir, name=LOG_DIR, version="csv")
     if config.logger == "tensorboard":
         return TensorBoardLogger(
             save_dir=config.out_dir, name=LOG_DIR, version="tensorboard", default_hp_metric=False
@@ -357,12 +387,13 @@ def _final_checkpoint(trainer: L.Trainer, out_dir: Path) -> str:
     return str(Path(best).relative_to(out_dir))
 
 
-def _best_weights(model: LitPtychoPINN, trainer: L.Trainer) -> LitPtychoPINN:
+def _best_weights(model: LitPtychoPINN, trainer: L.Trainer, folder: JobFolder) -> LitPtychoPINN:
     """Evaluate and bundle the weights with the lowest validation loss."""
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        saved = io.BytesIO(folder.read_bytes(best))
+        state = torch.load(saved, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
     return model
 

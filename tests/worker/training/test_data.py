@@ -144,3 +144,24 @@ def test_validation_is_held_out_of_the_train_split_never_the_test_split(
     assert len(diffraction) == 8
     assert everything.val_samples.size == 0
     assert everything.val_dataloader() == []
+
+
+def test_a_test_split_lit_by_a_brighter_probe_reaches_the_network_in_train_units(
+    make_config: Any, tiny_split: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The same scan, simulated with a probe twice as strong: patterns twice as large.
+    with np.load(tiny_split[1]) as npz:
+        arrays = {key: npz[key] for key in npz.files if key != "_metadata"}
+        arrays["probeGuess"] = npz["probeGuess"] * 2
+        arrays["diffraction"] = npz["diffraction"] * 2
+    brighter = tmp_path / "brighter_test.npz"
+    np.savez(brighter, **arrays)
+    same = PtychoDataModule(make_config())
+    same.setup()
+    bright = PtychoDataModule(make_config(test_path=brighter))
+    bright.setup()
+
+    assert same.test_input_gain == 1.0
+    assert bright.test_input_gain == pytest.approx(0.5)
+    np.testing.assert_allclose(bright.network_test_inputs(), same.network_test_inputs(), rtol=1e-6)
+    assert any("as bright as the train split's" in note for note in bright.notes)

@@ -17,8 +17,8 @@ from worker.training.evaluate import (
     ALIGN_ITERATIONS,
     COVERAGE_FRACTION,
     Reconstruction,
+    comparison_png,
     figure_title,
-    save_comparison_png,
     scanned_box,
     stitch,
     stitch_weight,
@@ -231,8 +231,9 @@ def test_figure_adds_error_maps_that_show_where_the_reconstruction_is_wrong(
     mask = np.ones(obj.shape, dtype=bool)
     rng = np.random.default_rng(5)
     noisy = obj * np.exp(1j * rng.normal(0, 0.8, obj.shape)) * rng.uniform(0.5, 1.5, obj.shape)
-    save_comparison_png(Reconstruction(rec=obj, gt=obj, mask=mask), tmp_path / "perfect.png")
-    save_comparison_png(Reconstruction(rec=noisy, gt=obj, mask=mask), tmp_path / "noisy.png")
+    for name, rec in (("perfect", obj), ("noisy", noisy)):
+        png = comparison_png(Reconstruction(rec=rec, gt=obj, mask=mask))
+        (tmp_path / f"{name}.png").write_bytes(png)
 
     height, width = matplotlib.image.imread(tmp_path / "noisy.png").shape[:2]
     assert (width, height) == (960, 512)  # two rows: the pair of images and the errors
