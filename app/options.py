@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 from pydantic import Field as PydanticField
 
 from app.paths import MAX_PATH_CHARS
@@ -28,7 +28,7 @@ MAX_RESEEDS = 10
 class TrainingOptions(BaseModel):
     """Per-run training options; the keys are `TrainConfig` field names (study.md §8)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     epochs: int = PydanticField(50, ge=1, le=MAX_EPOCHS)
     batch_size: int = PydanticField(16, ge=1, le=MAX_BATCH_SIZE)
@@ -47,8 +47,10 @@ class TrainingOptions(BaseModel):
         description="What the network sees: the measured amplitudes, or also their "
         "parameter-free back-projection (the default)",
     )
-    probe_trainable: bool = PydanticField(False, description="Refine the probe while training")
-    gain_trainable: bool = PydanticField(
+    probe_trainable: StrictBool = PydanticField(
+        False, description="Refine the probe while training"
+    )
+    gain_trainable: StrictBool = PydanticField(
         False, description="Learn a scalar gain on the predicted counts (uncalibrated data)"
     )
     val_fraction: float = PydanticField(
@@ -124,7 +126,7 @@ class ReconstructionOptions(BaseModel):
     """pty-chi reconstructions of the study's data, as its Phase F runs them: one job per
     dose × view × split × engine, beside the training jobs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     engines: list[Engine] = PydanticField(
         default_factory=_lsqml, min_length=1, max_length=len(ENGINES)
@@ -140,7 +142,7 @@ class ReconstructionOptions(BaseModel):
         description="Patterns per update; unset: 96 for LSQML and DM, 16 for ePIE and rPIE",
     )
     noise_model: Literal["gaussian", "poisson"] = "gaussian"
-    probe_trainable: bool = False
+    probe_trainable: StrictBool = False
 
     @field_validator("engines", "splits")
     @classmethod
@@ -159,7 +161,7 @@ _SLURM_TIME = r"^([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}$"
 class ClusterOptions(BaseModel):
     """Per-run resources of each job on a cluster (SLURM, Ray); unset: the deployment's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     gpus: int | None = PydanticField(None, ge=0, le=64, description="GPUs per job")
     cpus: int | None = PydanticField(None, ge=1, le=1024, description="CPU cores per job")
@@ -177,11 +179,11 @@ class ExecutionOptions(BaseModel):
     """Per-run execution options; the keys are `TrainConfig` field names (study.md §8),
     and `cluster`: resources for the SLURM and Ray executors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int = PydanticField(1, ge=1, le=MAX_DEVICES)
-    deterministic: bool = True
+    deterministic: StrictBool = True
     num_workers: int = PydanticField(0, ge=0, le=MAX_LOADER_WORKERS)
     logger: Literal["csv", "tensorboard", "none"] = "csv"
     cluster: ClusterOptions | None = None
@@ -201,7 +203,9 @@ RUN_CREATE_EXAMPLE: dict[str, Any] = {
 class RunCreate(BaseModel):
     """A study run to enumerate and enqueue; paths are relative to, or inside, the data root."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RUN_CREATE_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [RUN_CREATE_EXAMPLE]}
+    )
 
     phase_c_root: str = PydanticField(min_length=1, max_length=MAX_PATH_CHARS)
     phase_d_root: str = PydanticField(min_length=1, max_length=MAX_PATH_CHARS)
@@ -212,8 +216,8 @@ class RunCreate(BaseModel):
         description="Default: <data_root>/runs/<run id>",
     )
     filters: Filters = PydanticField(default_factory=Filters)
-    strict: bool = False
-    dry_run: bool = False
+    strict: StrictBool = False
+    dry_run: StrictBool = False
     design: StudyDesign | None = None
     training: TrainingOptions = PydanticField(default_factory=TrainingOptions)
     execution: ExecutionOptions = PydanticField(default_factory=ExecutionOptions)

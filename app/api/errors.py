@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -118,12 +119,41 @@ _UNPARSED_BODY = "There was an error parsing the body"
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's own answer, but an undecodable body is a 422 on the body like bad JSON."""
+    """FastAPI's own answer, but an undecodable body is a 422 on the body like bad JSON, and
+    a 405's `Allow` lists every method of the path (Starlette names one route's only)."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == status.HTTP_400_BAD_REQUEST and exc.detail == _UNPARSED_BODY:
         error = {"loc": ["body"], "msg": "the body is not UTF-8 JSON", "type": "json_invalid"}
         return _detail(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        allowed = _methods_of_path(request)
+        if allowed:
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+            exc = StarletteHTTPException(exc.status_code, exc.detail, headers=headers)
     return await http_exception_handler(request, exc)
+
+
+def _methods_of_path(request: Request) -> list[str]:
+    """Every method the API documents for the request's path (its OpenAPI paths)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "methods_by_path", None
+    )
+    if table is None:
+        table = request.app.state.methods_by_path = [
+            (_template(path), sorted(method.upper() for method in operations))
+            for path, operations in request.app.openapi().get("paths", {}).items()
+        ]
+    path = request.url.path
+    return sorted(
+        {method for pattern, methods in table if pattern.match(path) for method in methods}
+    )
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """An OpenAPI path template (`/jobs/{job_id}`) as a pattern over request paths."""
+    parts = re.split(r"(\{[^}]+\})", path)
+    body = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+    return re.compile(f"^{body}$")
 
 
 async def _conflict(_: Request, exc: Exception) -> JSONResponse:

@@ -184,3 +184,24 @@ def test_the_history_of_a_huge_log_is_read_in_bounded_memory(
     assert history.status_code == 200, history.text
     assert [point["epoch"] for point in history.json()["data"]] == [1, 2, 3]
     assert grew_kib < 64 << 10  # a whole read would take 1 GiB and more
+
+
+def test_a_405_lists_every_method_of_the_path(client: TestClient) -> None:
+    response = client.options("/runs")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize(
+    "field", [("training", "probe_trainable"), ("reconstruction", "probe_trainable"),
+              ("execution", "deterministic"), (None, "dry_run")],
+)  # fmt: skip
+def test_a_number_is_not_taken_for_a_boolean(
+    client: TestClient, engine: Engine, study: StudyTree, field: tuple[str | None, str]
+) -> None:
+    group, name = field
+    body = study.body(**({name: 0} if group is None else {group: {name: 0}}))
+    response = client.post("/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "bool_type"
+    assert row_counts(engine)["run"] == 0

@@ -36,7 +36,14 @@ def read_job_artifacts(
     "/{job_id}/artifacts/{name}",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"image/png": {}, "application/json": {}, "text/csv": {}}},
+        200: {
+            "content": {
+                "image/png": {},
+                "application/json": {},
+                "text/csv": {},
+                "text/plain": {},
+            }
+        },
         **error_responses(409),
     },
 )
