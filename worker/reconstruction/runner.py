@@ -9,7 +9,6 @@ the skill against it, and the artifacts' names relative to the job's folder.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -60,11 +59,8 @@ def reconstruct(
 ) -> dict[str, Any]:
     """Reconstruct one split with pty-chi, score it, write its artifacts; return result.json."""
     started = time.monotonic()
-    folder = JobFolder.for_job(config.out_dir)  # every artifact is written through it
-    try:
+    with JobFolder.for_job(config.out_dir) as folder:  # every artifact is written through it
         return _reconstruct_in(folder, config, reporter, should_stop, started)
-    finally:
-        folder.close()
 
 
 def _reconstruct_in(
@@ -102,7 +98,7 @@ def _reconstruct_in(
     result["engine_s"] = round(engine_s, 3)
     result["epoch_s"] = round(epochs_s / max(result["epochs_completed"], 1), 4)
     result["duration_s"] = round(time.monotonic() - started, 3)
-    folder.write_bytes(RESULT_NAME, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
+    folder.write_json(RESULT_NAME, result)
     log.write(
         f"done status={result['status']} final_loss={result['final_loss']} "
         f"duration_s={result['duration_s']}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -59,6 +60,12 @@ class JobFolder:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __enter__(self) -> JobFolder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def relative(self, path: str | Path) -> Path:
         """`path` (absolute, or relative to the folder) as a path inside the folder."""
@@ -116,6 +123,10 @@ class JobFolder:
                     os.unlink(temp, dir_fd=parent)
                 raise
             os.fsync(parent)
+
+    def write_json(self, path: str | Path, document: Any) -> None:
+        """`document` as strict JSON (no NaN), written atomically."""
+        self.write_bytes(path, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
 
     def unlink(self, path: str | Path) -> None:
         relative = self.relative(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import math
 import shutil
@@ -60,11 +59,8 @@ def train(
     left one (its epochs and history are kept); otherwise it starts from scratch.
     """
     started = time.monotonic()
-    folder = JobFolder.for_job(config.out_dir)  # every artifact is written through it
-    try:
+    with JobFolder.for_job(config.out_dir) as folder:  # every artifact is written through it
         return _train_in(folder, config, reporter, resume, started)
-    finally:
-        folder.close()
 
 
 def _train_in(
@@ -89,7 +85,7 @@ def _train_in(
         log.write(f"ERROR {type(exc).__name__}: {exc}")
         raise
     result["duration_s"] = round(time.monotonic() - started, 3)
-    folder.write_bytes(RESULT_NAME, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
+    folder.write_json(RESULT_NAME, result)
     log.write(
         f"done status={result['status']} final_loss={result['final_loss']} "
         f"duration_s={result['duration_s']}"
