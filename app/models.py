@@ -190,10 +190,6 @@ class ApiToken(ApiTokenBase, table=True):
     token_hash: str = Field(unique=True, max_length=64)
 
 
-class ApiTokenPublic(ApiTokenBase):
-    id: int
-
-
 class SkipEventBase(SQLModel):
     """A view left out of a run because its data is missing (study.md §6)."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -21,9 +20,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlmodel import Session, create_engine
-
-from app.core.config import get_settings
+from sqlmodel import create_engine
 
 READ_ONLY_OPTION = "ptychojobs_read_only"  # execution option: begin deferred on SQLite
 
@@ -85,26 +82,6 @@ def sqlite_path(url: str) -> Path | None:
     if not database or database == ":memory:":
         return None
     return Path(database).resolve()
-
-
-@lru_cache
-def get_engine() -> Engine:
-    settings = get_settings()
-    return make_engine(
-        settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
-
-
-@contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on error."""
-    with Session(engine or get_engine(), expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
 
 
 DriverParams = Sequence[Any] | dict[str, Any]

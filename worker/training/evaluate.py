@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 
 from worker.training.config import TrainConfig
 from worker.training.data import EVAL_BATCH_SIZE, PtychoDataModule, ground_truth_patches
-from worker.training.metrics import align_phase, compare
+from worker.training.metrics import align_phase
 from worker.training.module import LitPtychoPINN
 from worker.training.physics import shift_patches
 
@@ -369,16 +369,6 @@ def reconstruct(
     """Predict every test group and stitch all member patches."""
     patches = predict_patches(model, data.network_test_inputs())
     return reconstruct_patches(patches, data, stitching, crop)
-
-
-def evaluate(
-    model: LitPtychoPINN, data: PtychoDataModule, stitching: str = "ours", crop: int = 20
-) -> tuple[dict[str, float], Reconstruction]:
-    """Our quality metrics of the model's test-split reconstruction, and the reconstruction."""
-    result = reconstruct(model, data, stitching, crop)
-    if not result.mask.any():
-        raise ValueError(f"{data.test_split.path}: the scan illuminates no pixel of the object")
-    return compare(result.rec, result.gt, result.mask), result
 
 
 def comparison_png(result: Reconstruction, title: str = "") -> bytes:
