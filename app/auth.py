@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from app.core.files import as_utc
 from app.errors import Conflict, NotFound, RequestInvalid
 from app.models import LOCAL_CALLER, ApiToken, utcnow
 
@@ -94,7 +95,7 @@ def note_use(*, session: Session, token: ApiToken, now: datetime | None = None) 
     """Record the token's use, at most once a minute (a write per request would not do)."""
     now = now or utcnow()
     last = token.last_used_at
-    if last is not None and now - _aware(last) < LAST_USED_RESOLUTION:
+    if last is not None and now - as_utc(last) < LAST_USED_RESOLUTION:
         return False
     session.execute(update(ApiToken).where(col(ApiToken.id) == token.id).values(last_used_at=now))
     session.commit()
@@ -104,7 +105,3 @@ def note_use(*, session: Session, token: ApiToken, now: datetime | None = None) 
 def _live(session: Session, name: str) -> ApiToken | None:
     query = select(ApiToken).where(ApiToken.name == name, col(ApiToken.revoked_at).is_(None))
     return session.exec(query).first()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
+from app.core.files import as_utc
 from app.models import HealthPublic, Job, JobStatus
 
 
@@ -42,7 +43,7 @@ def live_workers(*, session: Session, now: datetime | None = None) -> list[LiveW
     held: dict[str, list[tuple[int, datetime, datetime | None]]] = {}
     for job_id, owner, updated_at, expires_at in rows:
         if owner is not None and job_id is not None:
-            entry = (job_id, _aware(updated_at), _aware_or_none(expires_at))
+            entry = (job_id, as_utc(updated_at), _aware_or_none(expires_at))
             held.setdefault(owner, []).append(entry)
     workers = []
     for name, jobs in held.items():
@@ -62,12 +63,8 @@ def live_workers(*, session: Session, now: datetime | None = None) -> list[LiveW
     return sorted(workers, key=lambda worker: worker.last_heartbeat, reverse=True)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _aware_or_none(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _aware(moment)
+    return None if moment is None else as_utc(moment)
 
 
 def check_health_live(*, session: Session, version: str) -> HealthLive:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, RowMapping
 from sqlmodel import Session, col, select
 
 from app.core.db import read_engine
+from app.core.files import isoformat_z
 from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
 from app.options import ALGORITHMS
@@ -48,15 +49,6 @@ STUDY_JOB_KEYS = (
     "artifact_dir",
 )
 SKIP_KEYS = ("dose", "view", "reason", "code", "train_exists", "test_exists")
-
-
-def isoformat_z(moment: datetime | None, *, timespec: str = "milliseconds") -> str | None:
-    """UTC ISO-8601 with a trailing Z; naive datetimes are taken as UTC (as stored)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec=timespec) + "Z"
 
 
 def build_manifest(*, session: Session, run_id: int) -> dict[str, Any]:

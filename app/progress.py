@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
+from app.core.files import as_utc
 from app.errors import NotFound
 from app.models import (
     TERMINAL_STATUSES,
@@ -160,7 +161,7 @@ def job_live(job: Job, total: int, mean_s: float | None, now: datetime) -> JobLi
         verdict=verdict_label(judged),
         error=job.error.strip().splitlines()[-1][:300] if job.error else None,
         cancel_requested=job.cancel_requested,
-        updated_at=_aware(job.updated_at),
+        updated_at=as_utc(job.updated_at),
     )
 
 
@@ -210,7 +211,7 @@ def run_eta_s(jobs: list[JobLive], mean_s: float | None) -> float | None:
 
 def _mean_duration_s(jobs: list[Job]) -> float | None:
     durations = [
-        (_aware(job.finished_at) - _aware(job.started_at)).total_seconds()
+        (as_utc(job.finished_at) - as_utc(job.started_at)).total_seconds()
         for job in jobs
         if job.status == JobStatus.succeeded and job.started_at and job.finished_at
     ]
@@ -220,12 +221,8 @@ def _mean_duration_s(jobs: list[Job]) -> float | None:
 def _elapsed_s(job: Job, now: datetime) -> float | None:
     if job.started_at is None:
         return None
-    end = _aware(job.finished_at) if job.finished_at and job.status != JobStatus.running else now
-    return max((end - _aware(job.started_at)).total_seconds(), 0.0)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    end = as_utc(job.finished_at) if job.finished_at and job.status != JobStatus.running else now
+    return max((end - as_utc(job.started_at)).total_seconds(), 0.0)
 
 
 def _finite(value: Any) -> float | None:

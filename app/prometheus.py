@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlmodel import Session, col, func, select
 
+from app.core.files import as_utc
 from app.liveness import live_workers
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, RunStatus, derive_run_status
 
@@ -120,11 +121,7 @@ class DatabaseCollector(Collector):
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:
-    return max((_aware(later) - _aware(earlier)).total_seconds(), 0.0)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return max((as_utc(later) - as_utc(earlier)).total_seconds(), 0.0)
 
 
 def _histogram(

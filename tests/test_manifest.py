@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlmodel import Session
 
+from app.core.files import isoformat_z
 from app.errors import NotFound
-from app.manifest import build_manifest, isoformat_z, write_manifest
+from app.manifest import build_manifest, write_manifest
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, utcnow
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from app.core.files import log_timestamp
 from app.manifest import retry_stale_manifests, sync_manifest
 from app.paths import open_file
 
@@ -72,7 +72,7 @@ def append_log(path: str | Path, message: str) -> None:
     Stored paths are real paths, so the log is reached without following any symlink
     (`app.paths`): a link planted or swapped in is refused (logged), never written through.
     """
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = log_timestamp()
     try:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         fd = open_file(Path(path), flags=flags, create_dirs=True)

@@ -18,8 +18,8 @@ from app import auth
 from app.cli.connect import fail
 from app.core.config import get_settings
 from app.core.db import make_engine
+from app.core.files import isoformat_z
 from app.errors import Conflict, NotFound, RequestInvalid
-from app.manifest import isoformat_z
 from app.migrate import upgrade_head
 
 console = Console()

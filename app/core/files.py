@@ -45,13 +45,23 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def isoformat_z(moment: datetime | None) -> str | None:
-    """UTC ISO-8601 with milliseconds and a trailing Z; naive datetimes are taken as UTC."""
+def isoformat_z(moment: datetime | None, *, timespec: str = "milliseconds") -> str | None:
+    """UTC ISO-8601 with a trailing Z; naive datetimes are taken as UTC (as stored)."""
     if moment is None:
         return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
+    return moment.isoformat(timespec=timespec) + "Z"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware datetime: the database hands back naive UTC ones (SQLite keeps no zone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def log_timestamp() -> str:
+    """Now, as train.log's lines begin: UTC to the second, with a trailing Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def utc_timestamp() -> str:

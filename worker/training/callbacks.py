@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from app.core.files import log_timestamp
 from worker.training.config import ProgressReporter
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class TrainLog:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, message: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = log_timestamp()
         line = f"{stamp} {message}\n"
         if self.folder is not None:
             self.folder.append_text(self.path, line)
