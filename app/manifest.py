@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import secrets
 from collections import Counter
@@ -25,7 +24,7 @@ from sqlalchemy import Engine, RowMapping
 from sqlmodel import Session, col, select
 
 from app.core.db import read_engine
-from app.core.files import isoformat_z
+from app.core.files import finite_tree, isoformat_z
 from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
 from app.options import ALGORITHMS
@@ -217,7 +216,7 @@ def _job_entry(
     job: RowMapping, attempts: list[dict[str, Any]], overlaps: ProbeOverlaps
 ) -> dict[str, Any]:
     status = JobStatus(job["status"]).value
-    result = _json_safe(dict(job["result"] or {}))
+    result = finite_tree(dict(job["result"] or {}))
     # The job's status is the authority; training's own word (e.g. "stopped") is kept aside.
     training_status = result.pop("status", None)
     if training_status not in (None, status):
@@ -237,12 +236,12 @@ def _job_entry(
         progress={
             "epoch": job["progress_epoch"],
             "step": job["progress_step"],
-            "loss": _json_safe(job["progress_loss"]),
+            "loss": finite_tree(job["progress_loss"]),
         },
         timings={key: isoformat_z(job[key]) for key in ("created_at", "started_at", "finished_at")},
         metrics=metrics if isinstance(metrics, dict) else None,
         error=job["error"],
-        probe_overlap=_json_safe(probe_overlap),  # a hand-edited file may hold NaN
+        probe_overlap=finite_tree(probe_overlap),  # a hand-edited file may hold NaN
         probe_overlap_reason=probe_overlap_reason,
     )
     return entry
@@ -304,17 +303,6 @@ def reconstruction_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         "skipped_views": manifest["skipped_views"],
         "run_id": manifest["run_id"],
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """Strict JSON has no NaN or infinity: a diverged loss becomes null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    return value
 
 
 def _attempt_entry(attempt: RowMapping) -> dict[str, Any]:

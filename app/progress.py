@@ -8,7 +8,6 @@ run's finished jobs took; a run's from the work left spread over the jobs runnin
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
-from app.core.files import as_utc
+from app.core.files import as_utc, finite_number
 from app.errors import NotFound
 from app.models import (
     TERMINAL_STATUSES,
@@ -152,11 +151,13 @@ def job_live(job: Job, total: int, mean_s: float | None, now: datetime) -> JobLi
         epoch=_epoch(job, result),
         epochs_total=total,
         step=job.progress_step,
-        loss=_finite(job.progress_loss),
+        loss=finite_number(job.progress_loss),
         elapsed_s=_round(elapsed),
         eta_s=_round(job_eta_s(job, total, elapsed, mean_s)),
-        final_loss=_finite(result.get("final_loss")),
-        metrics={k: _finite(v) for k, v in metrics.items()} if isinstance(metrics, dict) else None,
+        final_loss=finite_number(result.get("final_loss")),
+        metrics={k: finite_number(v) for k, v in metrics.items()}
+        if isinstance(metrics, dict)
+        else None,
         **judged,
         verdict=verdict_label(judged),
         error=job.error.strip().splitlines()[-1][:300] if job.error else None,
@@ -223,12 +224,6 @@ def _elapsed_s(job: Job, now: datetime) -> float | None:
         return None
     end = as_utc(job.finished_at) if job.finished_at and job.status != JobStatus.running else now
     return max((end - as_utc(job.started_at)).total_seconds(), 0.0)
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def _round(value: float | None) -> float | None:

@@ -9,6 +9,7 @@ Times are UTC ISO-8601 with a trailing `Z`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -52,6 +53,24 @@ def isoformat_z(moment: datetime | None, *, timespec: str = "milliseconds") -> s
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec=timespec) + "Z"
+
+
+def finite_tree(value: Any) -> Any:
+    """A copy of nested dicts/lists with NaN and infinities as None (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {key: finite_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_tree(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def as_utc(moment: datetime) -> datetime:

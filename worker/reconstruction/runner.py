@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.files import finite_tree
 from app.study.contract import ContractError, SplitData
 from worker.reconstruction.assessment import assess_object
 from worker.reconstruction.config import ReconstructConfig
@@ -35,7 +36,7 @@ from worker.training.data import dose_notes
 from worker.training.evaluate import FIGURE_METRICS, comparison_png
 from worker.training.folder import JobFolder
 from worker.training.h5_inputs import load_input
-from worker.training.report import finite_tree, log_assessment
+from worker.training.report import log_assessment
 
 RESULT_NAME = "result.json"
 # A loss this many times its lowest so far is a run that blew up (rPIE with large batches

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any
 
 from worker.training.assess import Assessment
 from worker.training.callbacks import TrainLog
-
-
-def finite_tree(value: Any) -> Any:
-    """A copy of nested dicts/lists with NaN and infinities as None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {key: finite_tree(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_tree(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _line(values: Mapping[str, float | None]) -> str:

@@ -20,6 +20,7 @@ from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
+from app.core.files import finite_tree
 from app.study.contract import ContractError
 from worker.training.assess import assess, flat_loss
 from worker.training.bundle import BUNDLE_NAME, write_bundle
@@ -36,7 +37,7 @@ from worker.training.divergence import DivergenceCheck
 from worker.training.evaluate import comparison_png, figure_title, reference_loss
 from worker.training.folder import ConfinementWatch, FolderCheckpointIO, FolderCSVLogger, JobFolder
 from worker.training.module import LitPtychoPINN
-from worker.training.report import finite_tree, log_assessment
+from worker.training.report import log_assessment
 from worker.training.resume import LastCheckpoint, resumable_checkpoint, resume_warnings
 from worker.training.watch import ReferenceWatch
 
