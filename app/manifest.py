@@ -6,12 +6,10 @@ symlinks (`app.paths`): a folder swapped for a link after submit is refused, not
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
 import os
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from app.core.files import finite_tree, isoformat_z
 from app.errors import NotFound
 from app.models import Attempt, AttemptOutcome, Job, JobStatus, Run, SkipEvent, derive_run_status
 from app.options import ALGORITHMS
-from app.paths import FILESYSTEM_ROOT, confined_dir, open_in
+from app.paths import FILESYSTEM_ROOT, confined_dir, open_in, write_atomic_in
 from app.study.overlap_lookup import ProbeOverlaps
 
 logger = logging.getLogger(__name__)
@@ -323,21 +321,9 @@ def _skip_entry(skip: RowMapping) -> dict[str, Any]:
 
 
 def _write_json_atomic(folder: int, name: str, document: dict[str, Any]) -> None:
-    """Write beside the target, fsync, then rename over it: readers see old or new, whole."""
-    text = json.dumps(document, indent=2, allow_nan=False)
-    temp_name = f".{name}.{secrets.token_hex(6)}.tmp"
-    fd = open_in(folder, temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, name, src_dir_fd=folder, dst_dir_fd=folder)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name, dir_fd=folder)
-        raise
-    os.fsync(folder)  # makes the rename itself durable
+    """`document` as strict JSON, written atomically in the open `folder`."""
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    write_atomic_in(folder, name, text.encode("utf-8"))
 
 
 def refresh_manifest(*, session: Session, run_id: int, data_root: Path | None) -> None:

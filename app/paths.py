@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,6 +185,24 @@ def open_in(dir_fd: int, name: str, flags: int = os.O_RDONLY, mode: int = 0o644)
         os.close(fd)
         raise
     return fd
+
+
+def write_atomic_in(dir_fd: int, name: str, data: bytes) -> None:
+    """Write `name` in an open folder: beside it first, fsync, then rename over it (readers
+    see the old file or the new one, whole), and fsync the folder (the rename is durable)."""
+    temp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = open_in(dir_fd, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
 
 
 def open_file(

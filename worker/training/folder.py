@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -31,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from app.errors import PathRefused
-from app.paths import FILESYSTEM_ROOT, open_dir, open_dir_at, open_in
+from app.paths import FILESYSTEM_ROOT, open_dir, open_dir_at, open_in, write_atomic_in
 from app.study.npz import current_limits
 
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
@@ -110,19 +109,7 @@ class JobFolder:
         """Write beside the target, fsync, then rename over it: readers see old or new."""
         relative = self.relative(path)
         with self.directory(relative.parent, create=True) as parent:
-            temp = f".{relative.name}.{secrets.token_hex(6)}.tmp"
-            fd = open_in(parent, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, relative.name, src_dir_fd=parent, dst_dir_fd=parent)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp, dir_fd=parent)
-                raise
-            os.fsync(parent)
+            write_atomic_in(parent, relative.name, data)
 
     def write_json(self, path: str | Path, document: Any) -> None:
         """`document` as strict JSON (no NaN), written atomically."""
