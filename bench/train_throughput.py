@@ -48,6 +48,7 @@ from worker.training.callbacks import EpochHistory, ReporterCallback, TrainLog
 from worker.training.data import PtychoDataModule
 from worker.training.divergence import DivergenceCheck
 from worker.training.evaluate import reference_loss
+from worker.training.folder import JobFolder
 from worker.training.module import LitPtychoPINN
 from worker.training.runner import build_model, build_trainer, expected_warnings, quiet_lightning
 from worker.training.watch import ReferenceWatch
@@ -217,8 +218,9 @@ def ours_steps(
     L.seed_everything(config.seed, verbose=False)
     model = build_model(config, data)
     clock = StepClock(warmup, steps, _sync_for(device))
-    with quiet_lightning(), expected_warnings():
-        trainer = build_trainer(config, data, [*train_callbacks(config, data, model), clock])
+    with quiet_lightning(), expected_warnings(), JobFolder.for_job(config.out_dir) as folder:
+        callbacks = [*train_callbacks(config, data, model), clock]
+        trainer = build_trainer(config, data, callbacks, folder=folder)
         trainer.fit(model, datamodule=data)
     if math.isnan(clock.seconds):
         raise RuntimeError(f"Trainer.fit stopped after {clock.count} of {warmup + steps} steps")
@@ -229,8 +231,8 @@ def ours_epoch(config: TrainConfig, data: PtychoDataModule) -> float:
     """Seconds in Trainer.fit for the config's epochs, set up as train() does."""
     L.seed_everything(config.seed, verbose=False)
     model = build_model(config, data)
-    with quiet_lightning(), expected_warnings():
-        trainer = build_trainer(config, data, train_callbacks(config, data, model))
+    with quiet_lightning(), expected_warnings(), JobFolder.for_job(config.out_dir) as folder:
+        trainer = build_trainer(config, data, train_callbacks(config, data, model), folder=folder)
         started = time.perf_counter()
         trainer.fit(model, datamodule=data)
         return time.perf_counter() - started

@@ -14,6 +14,8 @@ import logging
 import math
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,21 +147,28 @@ def load_split(path: str | Path, *, object_required: bool = True) -> SplitData:
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     """The contract's keys of the file: every header checked before any data is read."""
+    with _archive_of(path) as archive:  # confined, when the caller set read limits
+        present = {
+            name.removesuffix(".npy") for name in archive.namelist() if name.endswith(".npy")
+        }
+        # Extra keys (PtychoPINN's ground_truth_patches, …) are never read.
+        wanted = (*REQUIRED_KEYS, *OPTIONAL_KEYS, DIFFRACTION_ALIAS)
+        headers = {key: check_member(archive, f"{key}.npy") for key in wanted if key in present}
+        chosen = _screen_headers(path, headers)
+        arrays = {name: _read_member(path, archive, name, headers[name]) for name in chosen}
+    return {name: array for name, array in arrays.items() if array is not None}
+
+
+@contextmanager
+def _archive_of(path: Path) -> Iterator[zipfile.ZipFile]:
+    """`open_archive`, its refusals and read errors as ContractErrors naming the file."""
     try:
-        with open_archive(path) as archive:  # confined, when the caller set read limits
-            present = {
-                name.removesuffix(".npy") for name in archive.namelist() if name.endswith(".npy")
-            }
-            # Extra keys (PtychoPINN's ground_truth_patches, …) are never read.
-            wanted = (*REQUIRED_KEYS, *OPTIONAL_KEYS, DIFFRACTION_ALIAS)
-            headers = {key: check_member(archive, f"{key}.npy") for key in wanted if key in present}
-            chosen = _screen_headers(path, headers)
-            arrays = {name: _read_member(path, archive, name, headers[name]) for name in chosen}
+        with open_archive(path) as archive:
+            yield archive
     except MemberRefused as exc:
         raise ContractError(path, exc.name, exc.expected, exc.got) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
-    return {name: array for name, array in arrays.items() if array is not None}
 
 
 def _screen_headers(path: Path, headers: dict[str, MemberHeader | None]) -> list[str]:
@@ -355,19 +364,14 @@ def read_square_complex(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
-    try:
-        with open_archive(path) as archive:  # confined and bounded like a split
-            if f"{key}.npy" not in archive.namelist():
-                raise ContractError(path, key, missing, "missing")
-            header = check_member(archive, f"{key}.npy")
-            fits = header is not None and header.dtype.kind == "c"
-            if header is not None and not (fits and header.shape == (size, size)):
-                raise ContractError(path, key, expected, header.describe())
-            array = _read_member(path, archive, key, header)
-    except MemberRefused as exc:
-        raise ContractError(path, exc.name, exc.expected, exc.got) from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ContractError(path, None, "an NPZ archive", f"unreadable file ({exc})") from exc
+    with _archive_of(path) as archive:  # confined and bounded like a split
+        if f"{key}.npy" not in archive.namelist():
+            raise ContractError(path, key, missing, "missing")
+        header = check_member(archive, f"{key}.npy")
+        fits = header is not None and header.dtype.kind == "c"
+        if header is not None and not (fits and header.shape == (size, size)):
+            raise ContractError(path, key, expected, header.describe())
+        array = _read_member(path, archive, key, header)
     if array is None or array.dtype.kind != "c" or array.shape != (size, size):
         raise ContractError(path, key, expected, "unreadable" if array is None else describe(array))
     return array

@@ -98,19 +98,9 @@ def ground_truth_patches(split: SplitData) -> np.ndarray:
     if split.Y is not None:
         return split.Y
     margin = split.N // 2 + 2
-    padded = np.pad(split.obj, margin) if _reaches_outside(split, margin) else split.obj
-    shift = margin if padded is not split.obj else 0
-    patches = extract_patches(padded, split.xcoords + shift, split.ycoords + shift, split.N)
+    padded = np.pad(split.obj, margin)
+    patches = extract_patches(padded, split.xcoords + margin, split.ycoords + margin, split.N)
     return patches.astype(np.complex64)
-
-
-def _reaches_outside(split: SplitData, margin: int) -> bool:
-    half = split.N / 2
-    height, width = split.obj.shape
-    low = min(float(split.xcoords.min()), float(split.ycoords.min())) - half
-    return bool(
-        low < 0 or split.xcoords.max() + half + 1 > width or split.ycoords.max() + half + 1 > height
-    )
 
 
 def intensity_scale(split: SplitData, nphotons: float) -> float:

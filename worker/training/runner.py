@@ -323,13 +323,12 @@ def build_trainer(
     data: PtychoDataModule,
     callbacks: list[Callback],
     *,
-    folder: JobFolder | None = None,
+    folder: JobFolder,
 ) -> L.Trainer:
     """A Trainer honouring the job's execution options; quiet unless on a terminal.
 
-    Its checkpoints and metric logs are written through `folder` (the job's, by default).
+    Its checkpoints and metric logs are written through the job's `folder`.
     """
-    folder = folder or JobFolder.for_job(config.out_dir)
     checkpoint = OneBasedCheckpoint(
         dirpath=config.out_dir / CHECKPOINT_DIR,
         filename="best-{epoch}",
